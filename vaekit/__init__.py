@@ -1,0 +1,32 @@
+"""vaekit: Keras 3 autoencoders and variational autoencoders, one builder per model.
+
+The model code is in two files: `vaekit.vae` (the `Sampling` layer, the loss and
+the `VAE` class with its training step) and `vaekit.models` (one builder per
+architecture). Data loading, plots, export, evaluation and experiment helpers
+live in their own modules.
+"""
+
+from vaekit.models import (
+    conv_autoencoder,
+    conv_vae,
+    fc_autoencoder,
+    fc_vae,
+    fcn_autoencoder,
+    strided_conv_autoencoder,
+)
+from vaekit.vae import VAE, Sampling, kl_divergence, reconstruction_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "Sampling",
+    "conv_autoencoder",
+    "conv_vae",
+    "fc_autoencoder",
+    "fc_vae",
+    "fcn_autoencoder",
+    "kl_divergence",
+    "reconstruction_loss",
+    "strided_conv_autoencoder",
+]

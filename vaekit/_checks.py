@@ -1,0 +1,153 @@
+"""Argument checks shared by the builders, the VAE and the data helpers.
+
+Each check raises early with a message that names the argument, the value it got
+and what is accepted, so a wrong setting never surfaces as a deep backend traceback.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def positive_int(name: str, value) -> int:
+    """Return `value` as an int, or raise if it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be a positive integer, got {value!r} ({type(value).__name__}).")
+    if value < 1:
+        raise ValueError(f"`{name}` must be a positive integer (>= 1), got {value}.")
+    return int(value)
+
+
+def positive_ints(name: str, values, length: int | None = None) -> tuple[int, ...]:
+    """Return a tuple of positive ints (a single int is accepted where length is None)."""
+    if isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        values = (values,)
+    if not isinstance(values, Sequence) or isinstance(values, str) or len(values) == 0:
+        raise TypeError(f"`{name}` must be a positive integer or a non-empty sequence of them, got {values!r}.")
+    if length is not None and len(values) != length:
+        raise ValueError(f"`{name}` must have {length} entries, got {len(values)}: {values!r}.")
+    return tuple(positive_int(f"{name}[{i}]", v) for i, v in enumerate(values))
+
+
+def non_negative_float(name: str, value) -> float:
+    """Return `value` as a float, or raise if it is not a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a non-negative number, got {value!r} ({type(value).__name__}).")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value}.")
+    return float(value)
+
+
+def one_of(name: str, value, accepted: Sequence[str]) -> str:
+    """Return `value` if it is one of `accepted` strings, else raise."""
+    if not isinstance(value, str) or value not in accepted:
+        raise ValueError(f"`{name}` must be one of {list(accepted)}, got {value!r}.")
+    return value
+
+
+def optional_seed(name: str, value) -> int | None:
+    """Return `value` if it is None or an integer >= 0 (a random seed), else raise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be None or an integer >= 0, got {value!r} ({type(value).__name__}).")
+    if value < 0:
+        raise ValueError(f"`{name}` must be None or an integer >= 0, got {value}.")
+    return int(value)
+
+
+def image_shape(name: str, value, divisible_by: int = 1, channels: Sequence[int] | None = None) -> tuple[int, int, int]:
+    """Check an (height, width, channels) shape whose sides divide by `divisible_by`."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise TypeError(f"`{name}` must be a tuple (height, width, channels), got {value!r} ({type(value).__name__}).")
+    if len(value) != 3:
+        raise ValueError(f"`{name}` must be (height, width, channels), 3 entries, got {value!r}.")
+    height, width, depth = positive_ints(name, value, length=3)
+    if height % divisible_by or width % divisible_by:
+        raise ValueError(
+            f"`{name}` height and width must be divisible by {divisible_by} "
+            f"(the strided layers halve them), got {value!r}."
+        )
+    if channels is not None and depth not in channels:
+        raise ValueError(f"`{name}` must have {' or '.join(map(str, channels))} channels, got {depth}.")
+    return height, width, depth
+
+
+def images(name: str, x, value_range: tuple[float, float] = (0.0, 1.0),
+           shape: Sequence[int] | None = None) -> np.ndarray:
+    """Check an image batch: a non-empty real array, finite, inside `value_range`.
+
+    `shape`, if given, is the shape of one image, e.g. (28, 28, 1).
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"`{name}` must be a numeric array of images, got {type(x).__name__}.")
+    try:
+        x = np.asarray(x)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"`{name}` must be a rectangular array of images ({error}).") from error
+    # bool and complex are numbers to numpy but not pixel values.
+    if x.dtype == object or x.dtype == bool or not np.issubdtype(x.dtype, np.number) \
+            or np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype {x.dtype}.")
+    if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty batch (n, ...) of images, got shape {x.shape}.")
+    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"`{name}` must hold images of shape {tuple(shape)}, got batch shape {x.shape}.")
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise ValueError(f"`{name}` contains NaN or infinite values ({int(np.sum(~np.isfinite(x)))} of {x.size}).")
+    low, high = value_range
+    if x.min() < low or x.max() > high:
+        hint = " Divide 0-255 pixel values by 255." if x.max() > 1.5 and high == 1.0 else ""
+        raise ValueError(
+            f"`{name}` values must lie in [{low}, {high}], got [{x.min():.4g}, {x.max():.4g}].{hint}"
+        )
+    return x
+
+
+def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.ndarray:
+    """Check class labels: integers, one per image (shape (n,) or (n, 1)), in [0, num_classes)."""
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.floating) and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            y = y.astype(np.int64)  # 3.0 is a fine label; 3.5 is not
+        else:
+            raise TypeError(f"`{name}` must hold integer class labels, got dtype {y.dtype}.")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), got {y.shape}.")
+    if len(y) != num_images:
+        raise ValueError(f"`{name}` has {len(y)} labels but there are {num_images} images; they must match one to one.")
+    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"`{name}` must lie in 0..{num_classes - 1}, got [{y.min()}, {y.max()}].")
+    return y
+
+
+def vae_parts(encoder, decoder) -> None:
+    """Check that `encoder` maps x -> (z_mean, z_log_var, z) and `decoder` takes z.
+
+    Functional models are checked for shapes; subclassed ones only for type, since
+    their shapes are unknown until they are called.
+    """
+    import keras  # here, not at the top: the data helpers use this module without keras
+
+    for name, part in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(part, keras.layers.Layer):
+            raise TypeError(f"`{name}` must be a keras.Model or keras layer, got {type(part).__name__}.")
+    outputs = getattr(encoder, "outputs", None) if isinstance(encoder, keras.Model) else None
+    if outputs is None:
+        return
+    if len(outputs) != 3:
+        raise ValueError(
+            f"`encoder` must return three tensors (z_mean, z_log_var, z), got {len(outputs)} outputs."
+        )
+    latent = tuple(outputs[2].shape[1:])
+    decoder_inputs = getattr(decoder, "inputs", None) if isinstance(decoder, keras.Model) else None
+    if decoder_inputs and tuple(decoder_inputs[0].shape[1:]) != latent:
+        raise ValueError(
+            f"`decoder` takes inputs of shape {tuple(decoder_inputs[0].shape[1:])} but the encoder's z "
+            f"has shape {latent}; they must match."
+        )

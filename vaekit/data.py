@@ -1,0 +1,197 @@
+"""Data sets as float32 images in [0, 1] with a channel axis, offline first.
+
+Each loader returns `(x_train, y_train), (x_test, y_test)`. Files are looked up, in
+order, in the `data_dir` argument, in `$VAEKIT_DATA_DIR`, in Debian's
+`/usr/share/datasets/<name>` (Fashion-MNIST), and finally through
+`keras.datasets` (which downloads and caches in `~/.keras/datasets`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from vaekit import _checks
+
+DATA_DIR_VARIABLE = "VAEKIT_DATA_DIR"
+DEBIAN_DIR = Path("/usr/share/datasets")
+FASHION_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set is in none of the places vaekit looks; the message lists them."""
+
+
+def load_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = None,
+               binarize: bool = False, seed: int = 0):
+    """MNIST: 60,000 + 10,000 images (n, 28, 28, 1) in [0, 1], labels 0-9.
+
+    Reads `mnist.npz` (keras layout). `limit` keeps the first images of each split;
+    `binarize=True` draws each pixel once as Bernoulli(intensity) with `seed`
+    (static binarisation; see `binarize` for a fresh draw per epoch).
+    """
+    candidates = _candidates(data_dir, "mnist.npz")
+    path = _first_existing(candidates)
+    if path is not None:
+        arrays = _read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
+    else:
+        arrays = _keras_download("mnist", candidates)
+    return _finish(arrays, limit, binarize, seed)
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = None,
+                       binarize: bool = False, seed: int = 0):
+    """Fashion-MNIST: 60,000 + 10,000 images (n, 28, 28, 1) in [0, 1], labels 0-9.
+
+    Reads the four original IDX `.gz` files from a `fashion-mnist/` folder (or the
+    folder itself). Options as in `load_mnist`.
+    """
+    folders = [p.parent for p in _candidates(data_dir, "fashion-mnist/x")]
+    folders += [p.parent for p in _candidates(data_dir, "x")]
+    folders.append(DEBIAN_DIR / "fashion-mnist")
+    folders = list(dict.fromkeys(folders))
+    found = next((f for f in folders if all((f / name).is_file() for name in FASHION_FILES.values())), None)
+    if found is not None:
+        arrays = tuple(read_idx(found / FASHION_FILES[key]) for key in ("x_train", "y_train", "x_test", "y_test"))
+    else:
+        arrays = _keras_download("fashion_mnist", [f / FASHION_FILES["x_train"] for f in folders])
+    return _finish(arrays, limit, binarize, seed)
+
+
+def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = None):
+    """SVHN cropped digits: 73,257 + 26,032 images (n, 32, 32, 3) in [0, 1], labels 0-9.
+
+    Reads the standard `train_32x32.mat` and `test_32x32.mat` (from
+    http://ufldl.stanford.edu/housenumbers/), in `data_dir`, `$VAEKIT_DATA_DIR` or an
+    `svhn/` folder in either. The files label the digit 0 as 10; it comes back as 0.
+    keras.datasets has no SVHN, so there is no download fallback.
+    """
+    splits = []
+    for split in ("train", "test"):
+        candidates = _candidates(data_dir, SVHN_FILES[split]) + _candidates(data_dir, f"svhn/{SVHN_FILES[split]}")
+        path = _first_existing(candidates)
+        if path is None:
+            raise DataNotFoundError(_not_found_message("SVHN", candidates, download=False))
+        splits.extend(_read_svhn_mat(path))
+    return _finish(tuple(splits), limit, binarize_images=False, seed=0)
+
+
+def binarize(x, seed: int | None = None) -> np.ndarray:
+    """Draw binary images with P(pixel = 1) = intensity.
+
+    Called once per epoch on the training set this is "dynamic binarisation", the
+    protocol behind published MNIST log-likelihoods; a Bernoulli decoder's BCE is then
+    an exact negative log-likelihood.
+    """
+    x = _checks.images("x", x)
+    rng = np.random.default_rng(seed)
+    return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as a uint8 numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"Could not read IDX file {path}: {error}. Download it again.") from error
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number {data[:4]!r}).")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(
+            f"{path} is truncated or corrupt: header says shape {shape} ({expected} bytes), "
+            f"file has {len(data)} bytes. Download it again."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _candidates(data_dir, name: str) -> list[Path]:
+    dirs = []
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise DataNotFoundError(f"`data_dir` {str(data_dir)!r} is not a directory.")
+        dirs.append(Path(data_dir))
+    if os.environ.get(DATA_DIR_VARIABLE):
+        dirs.append(Path(os.environ[DATA_DIR_VARIABLE]))
+    return [d / name for d in dirs]
+
+
+def _first_existing(paths: list[Path]) -> Path | None:
+    return next((p for p in paths if p.is_file()), None)
+
+
+def _not_found_message(name: str, looked: list[Path], download: bool) -> str:
+    places = "\n".join(f"  - {p}" for p in looked) or "  - (no data_dir given and $VAEKIT_DATA_DIR is not set)"
+    tail = " keras.datasets could not download it either (no internet?)." if download else ""
+    return (
+        f"{name} not found. Looked in:\n{places}\n{tail}\n"
+        f"Put the files in a folder and pass `data_dir=...` or set ${DATA_DIR_VARIABLE} to it."
+    )
+
+
+def _keras_download(name: str, looked: list[Path]):
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as error:  # no network, blocked host, bad cache: all mean "not found"
+        raise DataNotFoundError(_not_found_message(name, looked, download=True)) from error
+    return x_train, y_train, x_test, y_test
+
+
+def _read_npz(path: Path, keys):
+    try:
+        with np.load(path) as archive:
+            missing = [k for k in keys if k not in archive.files]
+            if missing:
+                raise ValueError(f"{path} lacks arrays {missing}; expected keras' layout {list(keys)}.")
+            return tuple(archive[k] for k in keys)
+    except (OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is truncated or corrupt ({error}). Download it again.") from error
+
+
+def _read_svhn_mat(path: Path):
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+        x, y = mat["X"], mat["y"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable SVHN .mat file with arrays 'X' and 'y' ({error}).") from error
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
+        raise ValueError(f"{path}: expected X of shape (32, 32, 3, n) and y of shape (n, 1), got {x.shape} and {y.shape}.")
+    return np.transpose(x, (3, 0, 1, 2)), y.reshape(-1) % 10
+
+
+def _finish(arrays, limit, binarize_images, seed):
+    if limit is not None:
+        limit = _checks.positive_int("limit", limit)
+    x_train, y_train, x_test, y_test = arrays
+    out = []
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        if len(x) != len(y):
+            raise ValueError(f"Data set is inconsistent: {len(x)} images but {len(y)} labels.")
+        x, y = x[:limit], y[:limit]
+        x = x.astype("float32") / 255.0
+        if x.ndim == 3:
+            x = x[..., None]
+        if binarize_images:
+            x = binarize(x, seed)
+        out.append((x, y.astype("int64")))
+    return tuple(out)

@@ -1,0 +1,213 @@
+"""Model builders: one function per architecture in the source documents.
+
+Every builder takes images shaped `input_shape` (flattening inside where the seed's
+network is fully connected), returns a named, uncompiled `keras.Model` whose output
+has the input's shape, and checks its arguments before building anything. The
+autoencoders hold their halves as layers named "encoder" and "decoder"; the VAEs
+expose them as `.encoder` and `.decoder`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+from vaekit import _checks
+from vaekit.vae import VAE, Sampling
+
+
+def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
+    """Seed-000's convolutional autoencoder (MaxPool down, UpSampling up).
+
+    Encoder Conv(32)-Pool-Conv(32)-Pool to a 7x7x32 code, decoder Conv(32)-Up-Conv(32)-Up
+    -Conv(1, sigmoid); 3x3 kernels, ReLU, "same" padding. 28,353 parameters by default.
+    Train with binary cross-entropy, Adam, batch 256, 10 epochs.
+    """
+    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=4)
+    filters = _checks.positive_int("filters", filters)
+
+    inputs = keras.Input(shape=(height, width, channels))
+    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+    code = layers.MaxPooling2D(2)(x)
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_inputs = keras.Input(shape=code.shape[1:])
+    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(code_inputs)
+    x = layers.UpSampling2D(2)(x)
+    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+    x = layers.UpSampling2D(2)(x)
+    outputs = layers.Conv2D(channels, 3, activation="sigmoid", padding="same")(x)
+    decoder = keras.Model(code_inputs, outputs, name="decoder")
+
+    return keras.Model(inputs, decoder(encoder(inputs)), name="conv_autoencoder")
+
+
+def conv_encoder(input_shape=(28, 28, 1), latent_dim: int = 2, hidden_units: int = 16,
+                 filters=(32, 64), seed: int | None = None) -> keras.Model:
+    """The conv VAE's encoder: x -> (z_mean, z_log_var, z). See `conv_vae`."""
+    filters = _checks.positive_ints("filters", filters)
+    input_shape = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+    hidden_units = _checks.positive_int("hidden_units", hidden_units)
+    seed = _checks.optional_seed("seed", seed)
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for n in filters:
+        x = layers.Conv2D(n, 3, strides=2, activation="relu", padding="same")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(hidden_units, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    return keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+
+
+def conv_decoder(input_shape=(28, 28, 1), latent_dim: int = 2, filters=(32, 64)) -> keras.Model:
+    """The conv VAE's decoder: z -> x, mirroring `conv_encoder`. See `conv_vae`."""
+    filters = _checks.positive_ints("filters", filters)
+    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+    scale = 2 ** len(filters)
+    latent_inputs = keras.Input(shape=(latent_dim,))
+    x = layers.Dense((height // scale) * (width // scale) * filters[-1], activation="relu")(latent_inputs)
+    x = layers.Reshape((height // scale, width // scale, filters[-1]))(x)
+    for n in reversed(filters):
+        x = layers.Conv2DTranspose(n, 3, strides=2, activation="relu", padding="same")(x)
+    outputs = layers.Conv2DTranspose(channels, 3, activation="sigmoid", padding="same")(x)
+    return keras.Model(latent_inputs, outputs, name="decoder")
+
+
+def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1),
+             filters=(32, 64), seed: int | None = None, **vae_options) -> VAE:
+    """Seed-000's convolutional VAE, the keras.io example's architecture.
+
+    Encoder Conv(32, s2)-Conv(64, s2)-Flatten-Dense(hidden_units)-(z_mean, z_log_var)-Sampling;
+    decoder Dense(7*7*64)-Reshape-ConvT(64, s2)-ConvT(32, s2)-ConvT(channels, sigmoid).
+    Defaults give 69,076 + 65,089 = 134,165 parameters. `hidden_units=128` is seed-003's
+    ablation model; `input_shape=(32, 32, 3), hidden_units=1024, latent_dim=200` is
+    seed-004's SVHN model. `vae_options` (`beta`, `reconstruction`) go to `VAE`.
+    Train with Adam 1e-3, batch 128, 20 epochs.
+    """
+    input_shape = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(_checks.positive_ints("filters", filters)))
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+    hidden_units = _checks.positive_int("hidden_units", hidden_units)
+    filters = _checks.positive_ints("filters", filters)
+    seed = _checks.optional_seed("seed", seed)
+
+    encoder = conv_encoder(input_shape, latent_dim, hidden_units, filters, seed)
+    decoder = conv_decoder(input_shape, latent_dim, filters)
+    return VAE(encoder, decoder, name="conv_vae", **vae_options)
+
+
+def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: int = 48) -> keras.Model:
+    """Seed-001's fully connected autoencoder (the Keras one).
+
+    784-144(relu)-72(relu)-48(tanh) and back 72(tanh)-144(tanh)-784(sigmoid);
+    254,704 parameters by default. Train with MSE, Adam 1.5e-3, batch 300, 12 epochs.
+    """
+    input_shape = _checks.image_shape("input_shape", input_shape)
+    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Flatten()(inputs)
+    for units in hidden_units:
+        x = layers.Dense(units, activation="relu")(x)
+    code = layers.Dense(latent_dim, activation="tanh")(x)
+    encoder = keras.Model(inputs, code, name="encoder")
+
+    code_inputs = keras.Input(shape=(latent_dim,))
+    x = code_inputs
+    for units in reversed(hidden_units):
+        x = layers.Dense(units, activation="tanh")(x)
+    x = layers.Dense(math.prod(input_shape), activation="sigmoid")(x)
+    decoder = keras.Model(code_inputs, layers.Reshape(input_shape)(x), name="decoder")
+
+    return keras.Model(inputs, decoder(encoder(inputs)), name="fc_autoencoder")
+
+
+def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_dim: int = 64) -> keras.Model:
+    """Seed-001's PyTorch `fcn_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
+
+    12288-1024-256-64 (ReLU throughout, the code included) and back 256-1024-12288 (tanh);
+    25,737,792 parameters by default. The reconstruction error is the anomaly score.
+    """
+    input_shape = _checks.image_shape("input_shape", input_shape)
+    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Flatten()(inputs)
+    for units in (*hidden_units, latent_dim):
+        x = layers.Dense(units, activation="relu")(x)
+    encoder = keras.Model(inputs, x, name="encoder")
+
+    code_inputs = keras.Input(shape=(latent_dim,))
+    x = code_inputs
+    for units in reversed(hidden_units):
+        x = layers.Dense(units, activation="relu")(x)
+    x = layers.Dense(math.prod(input_shape), activation="tanh")(x)
+    decoder = keras.Model(code_inputs, layers.Reshape(input_shape)(x), name="decoder")
+
+    return keras.Model(inputs, decoder(encoder(inputs)), name="fcn_autoencoder")
+
+
+def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> keras.Model:
+    """Seed-001's PyTorch `conv_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
+
+    Conv(12, 4, s2)-Conv(24, 4, s2)-Conv(48, 4, s2) down to 8x8x48, mirrored transposed
+    convolutions up, ReLU, tanh output; 47,355 parameters by default. PyTorch's
+    padding=1 with kernel 4 and stride 2 is Keras' "same".
+    """
+    filters = _checks.positive_ints("filters", filters)
+    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
+
+    inputs = keras.Input(shape=(height, width, channels))
+    x = inputs
+    for n in filters:
+        x = layers.Conv2D(n, 4, strides=2, activation="relu", padding="same")(x)
+    encoder = keras.Model(inputs, x, name="encoder")
+
+    code_inputs = keras.Input(shape=x.shape[1:])
+    x = code_inputs
+    for n in reversed(filters[:-1]):
+        x = layers.Conv2DTranspose(n, 4, strides=2, activation="relu", padding="same")(x)
+    outputs = layers.Conv2DTranspose(channels, 4, strides=2, activation="tanh", padding="same")(x)
+    decoder = keras.Model(code_inputs, outputs, name="decoder")
+
+    return keras.Model(inputs, decoder(encoder(inputs)), name="strided_conv_autoencoder")
+
+
+def fc_vae(latent_dim: int = 20, hidden_units: int = 400, input_shape=(28, 28, 1),
+           seed: int | None = None, **vae_options) -> VAE:
+    """Seed-002's fully connected VAE.
+
+    Encoder 784-hidden_units(relu)-(z_mean, z_log_var); decoder latent-hidden_units(relu)
+    -784(sigmoid). Seed-002 leaves the sizes open; the defaults (400, 20) are those of
+    PyTorch's examples/vae, 652,824 parameters. Seed-002 trains with
+    `reconstruction="mse"`, once with `beta=0` (an autoencoder) and once with `beta=1`;
+    Adam 1e-3, batch 128, 50 epochs.
+    """
+    input_shape = _checks.image_shape("input_shape", input_shape)
+    latent_dim = _checks.positive_int("latent_dim", latent_dim)
+    hidden_units = _checks.positive_int("hidden_units", hidden_units)
+    seed = _checks.optional_seed("seed", seed)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Flatten()(inputs)
+    x = layers.Dense(hidden_units, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+
+    latent_inputs = keras.Input(shape=(latent_dim,))
+    x = layers.Dense(hidden_units, activation="relu")(latent_inputs)
+    x = layers.Dense(math.prod(input_shape), activation="sigmoid")(x)
+    decoder = keras.Model(latent_inputs, layers.Reshape(input_shape)(x), name="decoder")
+
+    return VAE(encoder, decoder, name="fc_vae", **vae_options)

@@ -1,0 +1,205 @@
+"""Figures for autoencoders and VAEs (matplotlib).
+
+Every function returns its `Figure` and, given `path`, also saves it as a PNG.
+Images may be (n, h, w), (n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour
+images in [-1, 1] are shown by passing `value_range=(-1, 1)`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend():
+    matplotlib.use("Agg")  # headless runs (CI, scripts) need no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
+                cmap: str = "gray", value_range=(0.0, 1.0), path=None, scale: float = 1.2):
+    """A grid with one row per image batch (e.g. originals, reconstructions)."""
+    rows = [_as_images(r) for r in rows]
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(scale * n, scale * len(rows) + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                _imshow(ax, row[j], cmap, value_range)
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i], rotation=0, ha="right", va="center", fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_reconstructions(originals, reconstructions, n: int = 10, title: str | None = None,
+                         cmap: str = "gray", value_range=(0.0, 1.0), path=None):
+    """Originals (top row) above their reconstructions (bottom row)."""
+    return show_images([originals[:n], reconstructions[:n]], ["original", "reconstruction"],
+                       title=title, cmap=cmap, value_range=value_range, path=path)
+
+
+def plot_image_grid(images, ncols: int | None = None, title: str | None = None, cmap: str = "gray",
+                    value_range=(0.0, 1.0), path=None, scale: float = 0.9):
+    """Images tiled into one picture, `ncols` per row (square by default)."""
+    images = _as_images(images)
+    n = len(images)
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    h, w = images.shape[1:3]
+    canvas = np.full((nrows * h, ncols * w) + images.shape[3:], value_range[0], dtype=np.float32)
+    for k, image in enumerate(images):
+        r, c = divmod(k, ncols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0)))
+    _imshow(ax, canvas, cmap, value_range)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_history(history, keys: Sequence[str] | None = None, title: str | None = None,
+                 ylabel: str = "loss", logy: bool = False, path=None):
+    """Training and validation curves, one panel per metric (loss, reconstruction, KL)."""
+    logs = history.history if hasattr(history, "history") else dict(history)
+    keys = keys or [k for k in logs if not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        epochs = np.arange(1, len(logs[key]) + 1)
+        ax.plot(epochs, logs[key], marker=".", label="train")
+        if f"val_{key}" in logs:
+            ax.plot(epochs, logs[f"val_{key}"], marker=".", label="validation")
+        ax.set_title(key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel if key == keys[0] else "")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, linestyle="--", alpha=0.5)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def project_2d(z) -> tuple[np.ndarray, str]:
+    """Return 2-D coordinates for latent codes: as they are for d=2, PCA for d>2."""
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise ValueError(f"`z` must have shape (n, d) with d >= 2, got {z.shape}.")
+    if z.shape[1] == 2:
+        return z, "z"
+    centred = z - z.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    explained = s[:2] ** 2 / np.sum(s ** 2)
+    return centred @ vt[:2].T, f"PC (explains {100 * explained.sum():.0f}% of variance)"
+
+
+def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None):
+    """Latent codes coloured by label; PCA projection when d > 2."""
+    coords, axis_name = project_2d(z)
+    fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
+    ax = ax or fig.add_subplot()
+    points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7,
+                        vmin=-0.5, vmax=9.5)
+    if labels is not None:
+        bar = fig.colorbar(points, ax=ax, ticks=range(10))
+        if class_names is not None:
+            bar.ax.set_yticklabels(class_names)
+    ax.set_xlabel(f"{axis_name}[0]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 1")
+    ax.set_ylabel(f"{axis_name}[1]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 2")
+    ax.set_title(title or ("latent means" if axis_name == "z" else f"latent means, {axis_name}"))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def latent_grid(n: int = 15, extent: float = 3.0) -> np.ndarray:
+    """An n*n grid of 2-D latent points over [-extent, extent]^2, top row = highest z[1]."""
+    values = np.linspace(-extent, extent, n, dtype=np.float32)
+    z1, z0 = np.meshgrid(values[::-1], values, indexing="ij")
+    return np.stack([z0.ravel(), z1.ravel()], axis=-1)
+
+
+def plot_latent_grid(decoder, n: int = 15, extent: float = 3.0, title: str | None = None,
+                     cmap: str = "gray", path=None):
+    """Decode an n*n grid over [-extent, extent]^2 (2-D latents) in one batch."""
+    if decoder.input_shape[-1] != 2:
+        raise ValueError(f"plot_latent_grid needs a 2-D latent space, the decoder takes {decoder.input_shape[-1]}.")
+    images = decoder.predict(latent_grid(n, extent), batch_size=max(256, n * n), verbose=0)
+    fig = plot_image_grid(images, ncols=n, cmap=cmap, scale=0.55,
+                          title=title or f"decoded grid over [-{extent:g}, {extent:g}]²")
+    return _save(fig, path)
+
+
+def sample_prior(decoder, n: int, seed: int | None = None) -> np.ndarray:
+    """Decode n draws z ~ N(0, I) from the prior."""
+    z = np.random.default_rng(seed).standard_normal((n, decoder.input_shape[-1])).astype("float32")
+    return decoder.predict(z, verbose=0)
+
+
+def plot_prior_samples(decoder, n: int = 10, ncols: int | None = None, seed: int | None = None,
+                       title: str | None = None, cmap: str = "gray", value_range=(0.0, 1.0), path=None):
+    """Images decoded from z ~ N(0, I)."""
+    images = sample_prior(decoder, n, seed)
+    return plot_image_grid(images, ncols=ncols or n, title=title or f"{n} samples from N(0, I)",
+                           cmap=cmap, value_range=value_range, path=path)
+
+
+def interpolate(encode, decoder, x_start, x_end, steps: int = 10) -> np.ndarray:
+    """Decode `steps` points on the straight line between the codes of two images.
+
+    `encode` maps a batch of images to codes (for a VAE, the latent means).
+    """
+    codes = np.asarray(encode(np.stack([x_start, x_end])))
+    weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    flat = codes.reshape(2, -1)
+    path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
+    return decoder.predict(path, verbose=0)
+
+
+def plot_interpolations(encode, decoder, pairs, steps: int = 10, row_titles=None, title: str | None = None,
+                        cmap: str = "gray", path=None):
+    """One row per (start, end) image pair, decoded along the line between their codes."""
+    rows = [interpolate(encode, decoder, a, b, steps) for a, b in pairs]
+    return show_images(rows, row_titles, title=title or "latent interpolation", cmap=cmap, path=path)
+
+
+def _as_images(images) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 2:  # flat vectors: square grayscale images
+        side = math.isqrt(images.shape[1])
+        if side * side != images.shape[1]:
+            raise ValueError(f"Flat images of length {images.shape[1]} are not square; reshape them first.")
+        images = images.reshape(-1, side, side)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4):
+        raise ValueError(f"Expected a batch of images (n, h, w[, c]), got shape {images.shape}.")
+    return images
+
+
+def _imshow(ax, image, cmap, value_range):
+    low, high = value_range
+    if image.ndim == 3:  # colour: imshow wants [0, 1]
+        ax.imshow(np.clip((image - low) / (high - low), 0, 1))
+    else:
+        ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
+
+
+def _save(fig, path):
+    if path is not None:
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    return fig
