@@ -18,11 +18,28 @@ import numpy as np
 import pandas as pd
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
+EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
 
 
 def quick_mode() -> bool:
     """True when `$VAEKIT_QUICK` is set to 1/true/yes: tiny subsets and one short epoch."""
     return os.environ.get(QUICK_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+
+
+def epochs(seed_epochs: int) -> int:
+    """How many epochs to train: the seed's count, 1 in quick mode, capped by `$VAEKIT_EPOCHS`.
+
+    The cap is for shortened runs on a CPU; notebooks print the count they used, so a
+    shortened run is never mistaken for the seed's setting.
+    """
+    if quick_mode():
+        return 1
+    cap = os.environ.get(EPOCHS_VARIABLE, "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"${EPOCHS_VARIABLE} must be a positive integer, got {cap!r}.")
+        return min(seed_epochs, int(cap))
+    return seed_epochs
 
 
 def project_root() -> Path:
@@ -128,3 +145,41 @@ def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4
     frame.to_csv(path.with_suffix(".csv"))
     path.with_suffix(".md").write_text(frame.to_markdown(floatfmt=floatfmt) + "\n")
     return frame
+
+
+def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates of "score above threshold means anomaly", every threshold.
+
+    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error) and
+    `is_anomaly` the true labels (1/True = anomaly). Thresholds run over the distinct scores
+    from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
+    both starting at 0 and ending at 1. NumPy only.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
+    if scores.shape != is_anomaly.shape:
+        raise ValueError(f"`scores` and `is_anomaly` must have the same length, got {scores.shape} and {is_anomaly.shape}.")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("`scores` must be finite.")
+    positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError("ROC needs at least one anomaly and one normal example.")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, is_anomaly = scores[order], is_anomaly[order]
+    # The last index of each run of equal scores: a threshold admits a tie all at once.
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_positives = np.cumsum(is_anomaly)[last_of_tie]
+    false_positives = (last_of_tie + 1) - true_positives
+    fpr = np.r_[0.0, false_positives / negatives]
+    tpr = np.r_[0.0, true_positives / positives]
+    return fpr, tpr
+
+
+def roc_auc(scores, is_anomaly) -> float:
+    """Area under the ROC curve: the probability that a random anomaly scores above a random
+    normal example, ties counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)).
+
+    0.5 is chance, 1.0 a perfect ranking. Arguments as in `roc_curve`. NumPy only.
+    """
+    fpr, tpr = roc_curve(scores, is_anomaly)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: exact for a step curve with ties

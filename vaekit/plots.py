@@ -16,6 +16,7 @@ import matplotlib
 if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend():
     matplotlib.use("Agg")  # headless runs (CI, scripts) need no display
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 
@@ -83,6 +84,7 @@ def plot_history(history, keys: Sequence[str] | None = None, title: str | None =
             ax.plot(epochs, logs[f"val_{key}"], marker=".", label="validation")
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(ylabel if key == keys[0] else "")
         if logy:
             ax.set_yscale("log")
@@ -203,3 +205,75 @@ def _save(fig, path):
         os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
         fig.savefig(path, dpi=110, bbox_inches="tight")
     return fig
+
+
+def plot_image_panels(panels: Mapping[str, object], ncols: int | None = None, panels_per_row: int = 4,
+                      title: str | None = None, cmap: str = "gray", value_range=(0.0, 1.0), path=None,
+                      panel_size: float = 2.6):
+    """One tiled image grid per run, side by side: `panels` maps a panel title to a batch of images.
+
+    Each batch is tiled `ncols` per row (square by default), so e.g. 64 samples from
+    each of several models can be compared in one figure.
+    """
+    if not panels:
+        raise ValueError("`panels` is empty.")
+    canvases = {name: _tile(_as_images(images), ncols, value_range[0]) for name, images in panels.items()}
+    columns = min(panels_per_row, len(canvases))
+    rows = math.ceil(len(canvases) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, (panel_size + 0.35) * rows + (0.4 if title else 0)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, canvas) in zip(axes.ravel(), canvases.items()):
+        _imshow(ax, canvas, cmap, value_range)
+        ax.set_title(name, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss",), titles: Sequence[str] | None = None,
+                   ylabel: str = "loss", logy: bool = False, title: str | None = None, path=None):
+    """Training curves of several runs: one panel per metric, one colour per run.
+
+    Training is drawn solid and validation (`val_<key>`, where recorded) dashed. A run
+    without a metric (say, an autoencoder has no KL) is left out of that panel.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, history) in enumerate(histories.items()):
+        logs = history.history if hasattr(history, "history") else dict(history)
+        colour = colours[k % len(colours)]
+        for ax, key in zip(axes[0], keys):
+            if key not in logs:
+                continue
+            epochs = np.arange(1, len(logs[key]) + 1)
+            ax.plot(epochs, logs[key], color=colour, marker=".", label=name)
+            if f"val_{key}" in logs:
+                ax.plot(epochs, logs[f"val_{key}"], color=colour, linestyle="--")
+    for i, (ax, key) in enumerate(zip(axes[0], keys)):
+        ax.set_title(titles[i] if titles else key.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel if i == 0 else "")
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, linestyle="--", alpha=0.5)
+    axes[0, -1].legend(fontsize=8, title="solid: train, dashed: validation", title_fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _tile(images: np.ndarray, ncols: int | None, fill: float) -> np.ndarray:
+    """Images (n, h, w[, c]) pasted into one canvas, `ncols` per row (square by default)."""
+    n = len(images)
+    ncols = ncols or math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    h, w = images.shape[1:3]
+    canvas = np.full((nrows * h, ncols * w) + images.shape[3:], fill, dtype=np.float32)
+    for k, image in enumerate(images):
+        r, c = divmod(k, ncols)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    return canvas

@@ -1,0 +1,93 @@
+"""The builders reproduce the seeds' architectures, parameter for parameter."""
+
+import keras
+import numpy as np
+import pytest
+
+import vaekit
+
+# Parameter counts of the architectures as the seeds describe them (by hand:
+# kernel*kernel*in*out + out per convolution, in*out + out per dense layer).
+SEED_PARAMETER_COUNTS = [
+    (vaekit.conv_autoencoder, {}, 28_353),
+    (vaekit.fc_autoencoder, {}, 254_704),
+    (vaekit.fcn_autoencoder, {}, 25_737_792),
+    (vaekit.strided_conv_autoencoder, {}, 47_355),
+]
+
+
+def vae_parameters(vae):
+    return vae.encoder.count_params() + vae.decoder.count_params()
+
+
+@pytest.mark.parametrize("builder, options, expected", SEED_PARAMETER_COUNTS, ids=lambda v: getattr(v, "__name__", ""))
+def test_autoencoder_matches_seed_parameter_count(builder, options, expected):
+    assert builder(**options).count_params() == expected
+
+
+def test_conv_vae_matches_seed_000_parameter_count():
+    vae = vaekit.conv_vae()
+    # The keras.io example prints 69,076 (encoder) and 65,089 (decoder).
+    assert vae.encoder.count_params() == 69_076
+    assert vae.decoder.count_params() == 65_089
+
+
+def test_conv_vae_with_128_hidden_units_is_seed_003_model():
+    vae = vaekit.conv_vae(latent_dim=16, hidden_units=128)
+    # 3136*128+128 replaces 3136*16+16; heads 128*16+16 each; decoder Dense 16*3136+3136.
+    assert vae.encoder.count_params() == 320 + 18_496 + 401_536 + 2 * 2_064
+    assert vae.decoder.count_params() == 65_089 + 14 * 3_136
+
+
+def test_conv_vae_builds_seed_004_svhn_model():
+    vae = vaekit.conv_vae(latent_dim=200, hidden_units=1024, input_shape=(32, 32, 3))
+    z_mean, z_log_var, z = vae.encoder(np.zeros((2, 32, 32, 3), "float32"))
+    assert z.shape == (2, 200)
+    assert vae.decoder.output_shape == (None, 32, 32, 3)
+
+
+def test_fc_vae_has_pytorch_example_sizes():
+    vae = vaekit.fc_vae()
+    assert vae_parameters(vae) == 652_824
+    assert vae.encoder.get_layer("z_mean").units == 20
+
+
+@pytest.mark.parametrize("builder", [vaekit.conv_autoencoder, vaekit.fc_autoencoder,
+                                     vaekit.fcn_autoencoder, vaekit.strided_conv_autoencoder])
+def test_autoencoder_output_has_input_shape_and_named_halves(builder):
+    model = builder()
+    assert model.output_shape == model.input_shape
+    assert {layer.name for layer in model.layers} >= {"encoder", "decoder"}
+
+
+def test_vae_encoder_returns_mean_log_variance_and_sample():
+    vae = vaekit.conv_vae(latent_dim=3)
+    outputs = vae(np.random.rand(4, 28, 28, 1).astype("float32"))
+    assert set(outputs) == {"reconstruction", "z_mean", "z_log_var", "z"}
+    assert outputs["reconstruction"].shape == (4, 28, 28, 1)
+    assert outputs["z"].shape == (4, 3)
+
+
+def test_output_ranges_match_seed_activations():
+    x = np.random.rand(2, 64, 64, 3).astype("float32") * 2 - 1
+    for builder in (vaekit.fcn_autoencoder, vaekit.strided_conv_autoencoder):
+        y = keras.ops.convert_to_numpy(builder()(x))
+        assert y.min() >= -1 and y.max() <= 1 and y.min() < 0  # tanh, not sigmoid
+    y = keras.ops.convert_to_numpy(vaekit.conv_autoencoder()(np.random.rand(2, 28, 28, 1).astype("float32")))
+    assert y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: vaekit.conv_vae(latent_dim=0), "latent_dim"),
+    (lambda: vaekit.conv_vae(latent_dim=-3), "latent_dim"),
+    (lambda: vaekit.fc_vae(latent_dim=0), "latent_dim"),
+    (lambda: vaekit.conv_vae(input_shape=(30, 30, 1)), "divisible by 4"),
+    (lambda: vaekit.conv_vae(input_shape=(28, 28)), "input_shape"),
+    (lambda: vaekit.strided_conv_autoencoder(input_shape=(60, 60, 3)), "divisible by 8"),
+    (lambda: vaekit.conv_vae(reconstruction="l1"), "reconstruction"),
+    (lambda: vaekit.conv_vae(beta=-1.0), "beta"),
+    (lambda: vaekit.fc_autoencoder(hidden_units=()), "hidden_units"),
+])
+def test_bad_builder_arguments_raise_clear_errors(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

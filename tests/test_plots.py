@@ -1,0 +1,93 @@
+"""Every plot returns a Figure, saves a PNG on request, and draws the right thing."""
+
+import keras
+import matplotlib
+import numpy as np
+import pytest
+
+from vaekit import plots
+
+
+class CountingDecoder:
+    """A stand-in decoder (z -> 28x28 image) that counts its predict calls."""
+
+    def __init__(self, latent_dim=2):
+        self.input_shape = (None, latent_dim)
+        self.calls = 0
+
+    def predict(self, z, **kwargs):
+        self.calls += 1
+        z = np.asarray(z)
+        return np.broadcast_to(np.tanh(np.abs(z[:, :1, None, None])), (len(z), 28, 28, 1)).copy()
+
+
+def images(n=6, shape=(28, 28, 1), seed=0):
+    return np.random.default_rng(seed).random((n, *shape)).astype("float32")
+
+
+def test_plot_reconstructions_saves_png(tmp_path):
+    fig = plots.plot_reconstructions(images(), images(seed=1), n=5, path=tmp_path / "r.png")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert len(fig.axes) == 10
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_show_images_accepts_flat_and_colour_images():
+    assert len(plots.show_images([images().reshape(6, 784)]).axes) == 6
+    assert len(plots.show_images([images(shape=(8, 8, 3)) * 2 - 1], value_range=(-1, 1)).axes) == 6
+    with pytest.raises(ValueError, match="not square"):
+        plots.show_images([np.zeros((2, 10))])
+
+
+def test_plot_history_draws_train_and_validation_per_metric():
+    history = {"loss": [3, 2, 1], "kl_loss": [1, 2, 3], "val_loss": [4, 3, 2], "val_kl_loss": [2, 2, 2]}
+    fig = plots.plot_history(history)
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "kl loss"]
+    assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
+
+
+def test_project_2d_keeps_2d_codes_and_uses_pca_beyond():
+    z2 = np.random.default_rng(0).standard_normal((50, 2))
+    coords, name = plots.project_2d(z2)
+    np.testing.assert_array_equal(coords, z2)
+    # Points on a line in 5-D: the first principal component carries all the variance.
+    t = np.linspace(-1, 1, 50)[:, None]
+    coords, name = plots.project_2d(t * np.array([[1.0, 2.0, 0.0, -1.0, 0.5]]))
+    assert "100%" in name
+    np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(t[:, 0]) * np.sqrt(6.25), rtol=1e-6)
+    np.testing.assert_allclose(coords[:, 1], 0, atol=1e-9)
+
+
+def test_latent_scatter_colours_by_label(tmp_path):
+    fig = plots.plot_latent_scatter(np.random.rand(40, 16), np.arange(40) % 10, path=tmp_path / "s.png")
+    assert "PC" in fig.axes[0].get_title()
+    assert (tmp_path / "s.png").exists()
+
+
+def test_latent_grid_is_decoded_in_one_batch_with_top_row_at_highest_z1():
+    decoder = CountingDecoder()
+    plots.plot_latent_grid(decoder, n=30)
+    assert decoder.calls == 1
+    grid = plots.latent_grid(3, extent=3.0)
+    np.testing.assert_array_equal(grid[0], [-3, 3])
+    np.testing.assert_array_equal(grid[-1], [3, -3])
+    with pytest.raises(ValueError, match="2-D latent"):
+        plots.plot_latent_grid(CountingDecoder(latent_dim=5))
+
+
+def test_prior_samples_are_seeded():
+    decoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(784, activation="sigmoid")])
+    np.testing.assert_array_equal(plots.sample_prior(decoder, 4, seed=1), plots.sample_prior(decoder, 4, seed=1))
+    assert not np.array_equal(plots.sample_prior(decoder, 4, seed=1), plots.sample_prior(decoder, 4, seed=2))
+    assert len(plots.plot_prior_samples(decoder, n=4, seed=0).axes) == 1
+
+
+def test_interpolation_starts_and_ends_at_the_two_codes():
+    decoder = CountingDecoder()
+    encode = lambda x: x.reshape(len(x), -1)[:, :2]  # noqa: E731 - the code is two pixels
+    a, b = np.full((28, 28, 1), 0.1, "float32"), np.full((28, 28, 1), 0.9, "float32")
+    path = plots.interpolate(encode, decoder, a, b, steps=5)
+    assert path.shape == (5, 28, 28, 1)
+    np.testing.assert_allclose(path[0], np.tanh(0.1), rtol=1e-6)
+    np.testing.assert_allclose(path[-1], np.tanh(0.9), rtol=1e-6)
+    assert len(plots.plot_interpolations(encode, decoder, [(a, b), (b, a)], steps=4).axes) == 8

@@ -1,0 +1,109 @@
+"""The VAE's pieces: sampling, the two loss terms, training, saving."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import vaekit
+from vaekit import data
+from vaekit.vae import LOG_VAR_MAX
+
+
+def as_numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def test_sampling_draws_from_the_requested_gaussian():
+    n = 20_000
+    z_mean = np.full((n, 2), [1.0, -2.0], "float32")
+    z_log_var = np.full((n, 2), np.log([0.25, 4.0]), "float32")
+    z = as_numpy(vaekit.Sampling(seed=3)([z_mean, z_log_var]))
+    np.testing.assert_allclose(z.mean(axis=0), [1.0, -2.0], atol=0.05)
+    np.testing.assert_allclose(z.std(axis=0), [0.5, 2.0], rtol=0.03)
+
+
+def test_sampling_is_reproducible_with_a_seed_and_serialisable():
+    inputs = [np.zeros((3, 4), "float32"), np.zeros((3, 4), "float32")]
+    first, second = vaekit.Sampling(seed=7), vaekit.Sampling(seed=7)
+    np.testing.assert_array_equal(as_numpy(first(inputs)), as_numpy(second(inputs)))
+    clone = vaekit.Sampling.from_config(first.get_config())
+    assert clone.seed == 7
+
+
+def test_bce_reconstruction_loss_is_bernoulli_negative_log_likelihood_summed_over_pixels():
+    rng = np.random.default_rng(0)
+    x = (rng.random((5, 4, 4, 1)) > 0.5).astype("float32")
+    p = rng.uniform(0.1, 0.9, (5, 4, 4, 1)).astype("float32")
+    expected = -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(5, -1).sum(axis=1)
+    np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, p, "bce")), expected, rtol=1e-4)
+
+
+def test_mse_reconstruction_loss_is_summed_squared_error():
+    x = np.zeros((2, 3, 3, 1), "float32")
+    r = np.full((2, 3, 3, 1), 0.5, "float32")
+    np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, r, "mse")), [9 * 0.25] * 2)
+
+
+def test_kl_divergence_matches_monte_carlo_estimate():
+    mu, log_var = np.array([[0.5, -1.0]], "float32"), np.array([[-0.5, 0.7]], "float32")
+    rng = np.random.default_rng(1)
+    sigma = np.exp(0.5 * log_var)
+    z = mu + sigma * rng.standard_normal((200_000, 2))
+    log_q = -0.5 * (((z - mu) / sigma) ** 2 + log_var + np.log(2 * np.pi))
+    log_p = -0.5 * (z ** 2 + np.log(2 * np.pi))
+    monte_carlo = float(np.mean(np.sum(log_q - log_p, axis=1)))
+    assert float(as_numpy(vaekit.kl_divergence(mu, log_var))[0]) == pytest.approx(monte_carlo, abs=0.01)
+    assert float(as_numpy(vaekit.kl_divergence(np.zeros((1, 2)), np.zeros((1, 2))))[0]) == pytest.approx(0.0)
+
+
+def test_huge_log_variance_gives_finite_loss():
+    mu, log_var = np.zeros((1, 2), "float32"), np.full((1, 2), 1e4, "float32")
+    assert np.isfinite(as_numpy(vaekit.kl_divergence(mu, log_var))).all()
+    z = as_numpy(vaekit.Sampling(seed=0)([mu, log_var]))
+    assert np.isfinite(z).all() and np.abs(z).max() < 10 * np.exp(0.5 * LOG_VAR_MAX)
+
+
+def test_compute_loss_is_reconstruction_plus_beta_times_kl():
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    for beta in (0.0, 1.0, 4.0):
+        vae = vaekit.conv_vae(beta=beta, seed=0)
+        outputs = vae(x)
+        loss = float(as_numpy(vae.compute_loss(x, None, outputs)))
+        reconstruction = as_numpy(vaekit.reconstruction_loss(x, outputs["reconstruction"])).mean()
+        kl = as_numpy(vaekit.kl_divergence(outputs["z_mean"], outputs["z_log_var"])).mean()
+        assert loss == pytest.approx(reconstruction + beta * kl, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def mnist_subset():
+    try:
+        (x_train, _), (x_test, _) = data.load_mnist(limit=512)
+    except data.DataNotFoundError:
+        pytest.skip("MNIST is not available offline (set VAEKIT_DATA_DIR)")
+    return x_train, x_test
+
+
+def test_brief_training_reduces_all_six_tracked_losses(mnist_subset):
+    x_train, x_test = mnist_subset
+    keras.utils.set_random_seed(0)
+    vae = vaekit.conv_vae(seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = vae.fit(x_train, epochs=4, batch_size=64, validation_data=(x_test[:128],), verbose=0).history
+    assert set(history) == {"loss", "reconstruction_loss", "kl_loss",
+                            "val_loss", "val_reconstruction_loss", "val_kl_loss"}
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert history["val_loss"][-1] < history["val_loss"][0]
+
+
+def test_saved_vae_reloads_without_custom_objects_and_gives_identical_outputs(tmp_path):
+    vae = vaekit.conv_vae(latent_dim=3, beta=2.0, reconstruction="mse", seed=5)
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    vae(x)
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert isinstance(loaded, vaekit.VAE)
+    assert (loaded.beta, loaded.reconstruction) == (2.0, "mse")
+    z = np.random.default_rng(1).standard_normal((4, 3)).astype("float32")
+    np.testing.assert_array_equal(as_numpy(loaded.decoder(z)), as_numpy(vae.decoder(z)))
+    np.testing.assert_array_equal(as_numpy(loaded.encoder(x)[0]), as_numpy(vae.encoder(x)[0]))
