@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = No
         arrays = _read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
     else:
         arrays = _keras_download("mnist", candidates)
-    return _finish(arrays, limit, binarize, seed)
+    return _finish(arrays, limit, binarize, seed, image_shape=(28, 28), source=path or "keras.datasets.mnist")
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = None,
@@ -65,7 +66,8 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | N
         arrays = tuple(read_idx(found / FASHION_FILES[key]) for key in ("x_train", "y_train", "x_test", "y_test"))
     else:
         arrays = _keras_download("fashion_mnist", [f / FASHION_FILES["x_train"] for f in folders])
-    return _finish(arrays, limit, binarize, seed)
+    return _finish(arrays, limit, binarize, seed, image_shape=(28, 28),
+                   source=found or "keras.datasets.fashion_mnist")
 
 
 def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = None):
@@ -76,14 +78,39 @@ def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = Non
     `svhn/` folder in either. The files label the digit 0 as 10; it comes back as 0.
     keras.datasets has no SVHN, so there is no download fallback.
     """
-    splits = []
+    splits, found = [], []
     for split in ("train", "test"):
         candidates = _candidates(data_dir, SVHN_FILES[split]) + _candidates(data_dir, f"svhn/{SVHN_FILES[split]}")
         path = _first_existing(candidates)
         if path is None:
             raise DataNotFoundError(_not_found_message("SVHN", candidates, download=False))
         splits.extend(_read_svhn_mat(path))
-    return _finish(tuple(splits), limit, binarize_images=False, seed=0)
+        found.append(str(path))
+    return _finish(tuple(splits), limit, binarize_images=False, seed=0, image_shape=(32, 32, 3),
+                   source=" and ".join(found))
+
+
+def check_images(x, y=None, input_shape=None, num_classes: int = 10):
+    """Check your own images (and labels) before training; return them as float32.
+
+    `x` must be a non-empty (n, height, width[, channels]) array of finite values in
+    [0, 1] (divide 0-255 pixels by 255 first); a missing channel axis is added.
+    `input_shape`, if given, is the model's, e.g. (28, 28, 1). `y`, if given, must
+    hold one integer label in 0..num_classes-1 per image. Returns `x` or `(x, y)`.
+    """
+    x = _checks.images("x", x)
+    if x.ndim == 3:
+        x = x[..., None]  # (n, h, w) grayscale -> (n, h, w, 1), what the builders expect
+    if x.ndim != 4:
+        raise ValueError(f"`x` must have shape (n, height, width) or (n, height, width, channels), got {x.shape}.")
+    if input_shape is not None:
+        input_shape = _checks.image_shape("input_shape", input_shape)
+        if x.shape[1:] != input_shape:
+            raise ValueError(f"`x` holds images of shape {x.shape[1:]} but the model expects {input_shape}.")
+    x = x.astype(np.float32, copy=False)
+    if y is None:
+        return x
+    return x, _checks.labels("y", y, len(x), _checks.positive_int("num_classes", num_classes))
 
 
 def binarize(x, seed: int | None = None) -> np.ndarray:
@@ -105,7 +132,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # missing, not gzip, or cut short
         raise ValueError(f"Could not read IDX file {path}: {error}. Download it again.") from error
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (bad magic number {data[:4]!r}).")
@@ -125,10 +152,20 @@ def _candidates(data_dir, name: str) -> list[Path]:
     dirs = []
     if data_dir is not None:
         if not Path(data_dir).is_dir():
-            raise DataNotFoundError(f"`data_dir` {str(data_dir)!r} is not a directory.")
+            raise DataNotFoundError(
+                f"`data_dir` {str(data_dir)!r} is not a directory. Pass the folder that holds "
+                f"{name.split('/')[0]!r}, or leave `data_dir` out to use ${DATA_DIR_VARIABLE}."
+            )
         dirs.append(Path(data_dir))
     if os.environ.get(DATA_DIR_VARIABLE):
-        dirs.append(Path(os.environ[DATA_DIR_VARIABLE]))
+        env_dir = Path(os.environ[DATA_DIR_VARIABLE])
+        # A mistyped variable would otherwise be skipped silently and end in a download attempt.
+        if not env_dir.is_dir():
+            raise DataNotFoundError(
+                f"${DATA_DIR_VARIABLE} is set to {str(env_dir)!r}, which is not a directory. "
+                f"Point it at the folder that holds the data, or unset it."
+            )
+        dirs.append(env_dir)
     return [d / name for d in dirs]
 
 
@@ -157,41 +194,64 @@ def _keras_download(name: str, looked: list[Path]):
 
 def _read_npz(path: Path, keys):
     try:
-        with np.load(path) as archive:
-            missing = [k for k in keys if k not in archive.files]
-            if missing:
-                raise ValueError(f"{path} lacks arrays {missing}; expected keras' layout {list(keys)}.")
-            return tuple(archive[k] for k in keys)
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is truncated or corrupt ({error}). Download it again.") from error
+        with np.load(path, allow_pickle=False) as archive:
+            files = archive.files
+            arrays = {k: archive[k] for k in keys if k in files}
+    # np.load raises any of these for a cut-short or overwritten archive; pickled
+    # object arrays (ValueError) are refused because loading them runs code.
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}). Download it again.") from error
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks arrays {missing}; expected keras' layout {list(keys)}, found {files}.")
+    return tuple(arrays[k] for k in keys)
 
 
 def _read_svhn_mat(path: Path):
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = loadmat(path)
         x, y = mat["X"], mat["y"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable SVHN .mat file with arrays 'X' and 'y' ({error}).") from error
-    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != y.shape[0]:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, MatReadError, zlib.error) as error:
+        raise ValueError(
+            f"{path} is not a readable SVHN .mat file with arrays 'X' and 'y' "
+            f"({type(error).__name__}: {error}). Download it again."
+        ) from error
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.ndim != 2 or y.shape != (x.shape[3], 1):
         raise ValueError(f"{path}: expected X of shape (32, 32, 3, n) and y of shape (n, 1), got {x.shape} and {y.shape}.")
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise ValueError(f"{path}: SVHN labels must be 1..10 (10 is the digit 0), got [{y.min()}, {y.max()}].")
     return np.transpose(x, (3, 0, 1, 2)), y.reshape(-1) % 10
 
 
-def _finish(arrays, limit, binarize_images, seed):
+def _finish(arrays, limit, binarize_images, seed, image_shape, source):
     if limit is not None:
         limit = _checks.positive_int("limit", limit)
     x_train, y_train, x_test, y_test = arrays
     out = []
-    for x, y in ((x_train, y_train), (x_test, y_test)):
-        if len(x) != len(y):
-            raise ValueError(f"Data set is inconsistent: {len(x)} images but {len(y)} labels.")
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        _check_raw_split(f"{source} ({split})", x, y, image_shape)
         x, y = x[:limit], y[:limit]
         x = x.astype("float32") / 255.0
         if x.ndim == 3:
             x = x[..., None]
         if binarize_images:
             x = binarize(x, seed)
-        out.append((x, y.astype("int64")))
+        out.append((x, y.reshape(-1).astype("int64")))
     return tuple(out)
+
+
+def _check_raw_split(where: str, x, y, image_shape) -> None:
+    """Files hold uint8 pixels 0-255 and labels 0-9; anything else is a wrong or damaged file."""
+    if x.dtype != np.uint8:
+        raise ValueError(f"{where}: images must be uint8 pixels 0-255, got dtype {x.dtype}. Is this the right file?")
+    if x.shape[1:] != tuple(image_shape) and x.shape[1:] != (*image_shape, 1):
+        raise ValueError(f"{where}: images must be {tuple(image_shape)}, got array of shape {x.shape}.")
+    if len(x) == 0:
+        raise ValueError(f"{where}: no images (shape {x.shape}). The file is empty or damaged; download it again.")
+    try:
+        _checks.labels("labels", y, len(x), num_classes=10)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from error
