@@ -351,3 +351,19 @@ def test_check_images_accepts_column_of_labels():
 def test_binarize_refuses_unscaled_pixels():
     with pytest.raises(ValueError, match="Divide 0-255"):
         data.binarize(np.full((1, 4, 4), 200.0))
+
+
+def test_dynamic_binarization_redraws_binary_batches_every_epoch():
+    x = np.full((10, 4, 4, 1), 0.5, "float32")
+    batches = data.DynamicBinarization(x, batch_size=4, seed=0)
+    assert len(batches) == 3
+    first = batches[0][0]
+    assert first.shape == (4, 4, 4, 1) and set(np.unique(first)) == {0.0, 1.0}
+    assert batches[2][0].shape == (2, 4, 4, 1)
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][0], first)
+    # Each pixel is 1 with probability equal to its intensity.
+    bright = data.DynamicBinarization(np.full((2000, 4, 4, 1), 0.25, "float32"), batch_size=2000, seed=1)
+    assert bright[0][0].mean() == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError, match="batch_size"):
+        data.DynamicBinarization(x, batch_size=0)
