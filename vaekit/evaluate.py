@@ -47,11 +47,11 @@ LOG_2PI = math.log(2.0 * math.pi)
 def log_mean_exp(values, axis: int = -1):
     """log(mean(exp(values))) along `axis`, without overflow or underflow.
 
-    Log-weights of a 784-pixel image are around -100 nats, so exp() of them is 0 in
-    float32; subtracting the maximum first (inside `logsumexp`) keeps every digit.
+    Log-weights of a 784-pixel image lie around -100 to -500 nats, where exp()
+    underflows float32 to 0; `logsumexp` subtracts the maximum first and keeps them.
     """
-    count = ops.cast(ops.shape(values)[axis], values.dtype)
-    return ops.logsumexp(values, axis=axis) - ops.log(count)
+    values = ops.convert_to_tensor(values)
+    return ops.logsumexp(values, axis=axis) - math.log(ops.shape(values)[axis])
 
 
 def log_normal_diag(z, mean, log_var):
@@ -66,6 +66,7 @@ def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
     `z_log_var` (n, d). Returns (n, k). The log-variance is clipped as in `Sampling`,
     so the density is that of the distribution the samples came from.
     """
+    log_px_given_z, z, z_mean, z_log_var = (ops.convert_to_tensor(a) for a in (log_px_given_z, z, z_mean, z_log_var))
     z_mean = ops.expand_dims(z_mean, 1)
     z_log_var = ops.expand_dims(ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX), 1)
     log_prior = log_normal_diag(z, ops.zeros_like(z), ops.zeros_like(z))
@@ -75,10 +76,10 @@ def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
 def iwae_log_likelihood(log_px_given_z, z, z_mean, z_log_var):
     """The IWAE estimate of log p(x) from k samples per image: log (1/k) sum_i w_i.
 
-    Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders", eq. 8.
-    It is a lower bound on log p(x) in expectation, equals the ELBO for k = 1, rises
-    monotonically with k and reaches log p(x) as k -> infinity; when q(z|x) is the
-    exact posterior every w_i equals p(x) and the estimate is exact for any k.
+    Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders", section 3
+    and Theorem 1: its expectation is a lower bound on log p(x), equals the ELBO for
+    k = 1, rises with k and reaches log p(x) as k -> infinity. When q(z|x) is the exact
+    posterior every w_i equals p(x), so the estimate is exact for any k.
     Arguments as in `log_importance_weights`; returns (n,).
     """
     return log_mean_exp(log_importance_weights(log_px_given_z, z, z_mean, z_log_var), axis=1)
@@ -92,7 +93,8 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     standard, so 10,000 test images cost 5e7 decoder passes, minutes on a GPU and
     hours on a CPU). Work is vectorised over images x samples: `batch_size` images are
     encoded at once, and each decoder call takes at most `chunk_size` (image, sample)
-    pairs, which bounds memory; lower `chunk_size` if memory runs out.
+    pairs, which bounds memory; lower `chunk_size` if memory runs out. Each call is
+    compiled once (Keras' `predict_on_batch`) and runs at one fixed shape.
 
     Needs a Bernoulli decoder (`vae.reconstruction == "bce"`) and, for the number to be
     a likelihood, binary `x` (see `vaekit.data.binarize`): on grey-level pixels BCE is
@@ -100,9 +102,9 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     The estimate is an upper bound on -log p(x) in expectation and never above the
     negative ELBO on average; `seed` makes the draws reproducible.
     """
-    x = _checks.images("x", x)
+    x = _checks.images("x", x).astype(keras.backend.floatx())
     k = _checks.positive_int("k", k)
-    batch_size = _checks.positive_int("batch_size", batch_size)
+    batch_size = min(_checks.positive_int("batch_size", batch_size), len(x))
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
     if vae.reconstruction != "bce":
         raise ValueError(
@@ -116,11 +118,10 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
             "result is not a true -log p(x). Binarise the images first (vaekit.data.binarize).",
             stacklevel=2,
         )
-    seed_generator = keras.random.SeedGenerator(seed)
-    return np.concatenate([
-        _iwae_nll_batch(vae, x[start:start + batch_size], k, chunk_size, seed_generator)
-        for start in range(0, len(x), batch_size)
-    ])
+    samples = min(k, max(1, chunk_size // batch_size))
+    weigher = _ImportanceWeights(vae, samples, seed)
+    return np.concatenate([_iwae_nll_batch(weigher, x[start:start + batch_size], batch_size, k)
+                           for start in range(0, len(x), batch_size)])
 
 
 def iwae_nll(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size: int = 10_000,
@@ -129,25 +130,36 @@ def iwae_nll(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size: int 
     return float(iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed).mean())
 
 
-def _iwae_nll_batch(vae: VAE, x: np.ndarray, k: int, chunk_size: int, seed_generator) -> np.ndarray:
-    """-log p(x) for one batch of images: encode once, decode k samples in chunks."""
-    samples_per_chunk = max(1, chunk_size // len(x))
-    x = ops.convert_to_tensor(x, dtype=keras.backend.floatx())
-    z_mean, z_log_var, _ = vae.encoder(x, training=False)
+class _ImportanceWeights(keras.Model):
+    """x -> log w for `samples` fresh draws z ~ q(z|x) per image, shape (n, samples)."""
+
+    def __init__(self, vae: VAE, samples: int, seed: int | None):
+        super().__init__(name="importance_weights")
+        self.vae = vae
+        self.samples = samples
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.built = True  # no weights of its own; the encoder and decoder are built already
+
+    def call(self, x):
+        z_mean, z_log_var, _ = self.vae.encoder(x, training=False)
+        n, latent_dim = ops.shape(z_mean)
+        epsilon = keras.random.normal((n, self.samples, latent_dim), seed=self.seed_generator)
+        sigma = ops.exp(0.5 * ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX))
+        z = ops.expand_dims(z_mean, 1) + ops.expand_dims(sigma, 1) * epsilon
+        # Row i * samples + j of the flat batch is sample j of image i, matching repeat().
+        reconstruction = self.vae.decoder(ops.reshape(z, (n * self.samples, latent_dim)), training=False)
+        log_px_given_z = -reconstruction_loss(ops.repeat(x, self.samples, axis=0), reconstruction, "bce")
+        return log_importance_weights(ops.reshape(log_px_given_z, (n, self.samples)), z, z_mean, z_log_var)
+
+
+def _iwae_nll_batch(weigher: _ImportanceWeights, x: np.ndarray, batch_size: int, k: int) -> np.ndarray:
+    """-log p(x) for one batch of images, from ceil(k / samples) compiled calls."""
+    n = len(x)
+    # Padding the last batch keeps every call at one shape, so it is compiled only once.
+    padded = np.concatenate([x, np.repeat(x[-1:], batch_size - n, axis=0)])
     log_weights = []
-    for start in range(0, k, samples_per_chunk):
-        samples = min(samples_per_chunk, k - start)
-        log_weights.append(_log_weights_chunk(vae, x, z_mean, z_log_var, samples, seed_generator))
-    return -ops.convert_to_numpy(log_mean_exp(ops.concatenate(log_weights, axis=1), axis=1))
-
-
-def _log_weights_chunk(vae: VAE, x, z_mean, z_log_var, samples: int, seed_generator):
-    """log w for `samples` fresh draws per image, shape (n, samples)."""
-    n, latent_dim = ops.shape(z_mean)
-    epsilon = keras.random.normal((n, samples, latent_dim), seed=seed_generator)
-    sigma = ops.exp(0.5 * ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX))
-    z = ops.expand_dims(z_mean, 1) + ops.expand_dims(sigma, 1) * epsilon
-    # Row i * samples + j of the flat batch is sample j of image i, matching repeat().
-    reconstruction = vae.decoder(ops.reshape(z, (n * samples, latent_dim)), training=False)
-    log_px_given_z = -reconstruction_loss(ops.repeat(x, samples, axis=0), reconstruction, "bce")
-    return log_importance_weights(ops.reshape(log_px_given_z, (n, samples)), z, z_mean, z_log_var)
+    for _ in range(0, k, weigher.samples):
+        log_weights.append(np.asarray(weigher.predict_on_batch(padded))[:n])
+    # Surplus draws of the last call are dropped, so exactly k enter the mean.
+    log_weights = np.concatenate(log_weights, axis=1)[:, :k]
+    return -ops.convert_to_numpy(log_mean_exp(log_weights, axis=1))

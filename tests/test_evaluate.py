@@ -1,0 +1,177 @@
+"""Likelihood evaluation: the IWAE estimator against answers known in closed form."""
+
+import math
+
+import numpy as np
+import pytest
+from keras import ops
+
+import vaekit
+from vaekit import evaluate
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+# --- A linear-Gaussian model: x = W z + b + noise, z ~ N(0, I) -----------------------------
+# Its marginal p(x) = N(b, W W^T + s^2 I) and its posterior p(z|x) are Gaussian in closed
+# form. W has orthogonal columns, so the posterior covariance is diagonal and a diagonal
+# q(z|x), which is what a VAE's encoder outputs, can match it exactly.
+
+def linear_gaussian_model(n_images=6, x_dim=5, noise=0.5, seed=0):
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.normal(size=(x_dim, 2)))
+    scales = np.array([1.5, 0.7])
+    w, b = basis * scales, rng.normal(size=x_dim)
+    z = rng.normal(size=(n_images, 2))
+    x = z @ w.T + b + noise * rng.normal(size=(n_images, x_dim))
+    covariance = w @ w.T + noise**2 * np.eye(x_dim)
+    residual = x - b
+    log_px = -0.5 * (x_dim * LOG_2PI + np.linalg.slogdet(covariance)[1]
+                     + np.einsum("ni,ij,nj->n", residual, np.linalg.inv(covariance), residual))
+    posterior_var = 1.0 / (1.0 + scales**2 / noise**2)
+    posterior_mean = posterior_var * (residual @ w) / noise**2
+    return {"x": x, "w": w, "b": b, "noise": noise, "log_px": log_px,
+            "posterior_mean": posterior_mean, "posterior_log_var": np.log(posterior_var) * np.ones_like(posterior_mean)}
+
+
+def log_px_given_z(model, x, z):
+    """log N(x; W z + b, s^2 I) for x of shape (n, x_dim) and z of shape (n, k, 2); returns (n, k)."""
+    residual = x[:, None, :] - (z @ model["w"].T + model["b"])
+    return -0.5 * (x.shape[1] * (LOG_2PI + 2 * math.log(model["noise"])) + np.sum(residual**2, axis=-1) / model["noise"]**2)
+
+
+def iwae_estimates(model, q_mean, q_log_var, k, repeats=1, seed=0):
+    """The estimator under test on k draws from the diagonal Gaussian q, `repeats` times.
+
+    Returns (repeats, n). The repeats run as extra rows of one call, so averaging
+    many of them stays cheap.
+    """
+    n = len(q_mean)
+    tile = lambda a: np.tile(a, (repeats, 1))  # noqa: E731 - row r * n + i is repeat r of image i
+    x, q_mean, q_log_var = tile(model["x"]), tile(q_mean), tile(q_log_var)
+    z = q_mean[:, None, :] + np.exp(0.5 * q_log_var)[:, None, :] * np.random.default_rng(seed).normal(size=(len(x), k, 2))
+    pieces = [np.asarray(a, dtype="float32") for a in (log_px_given_z(model, x, z), z, q_mean, q_log_var)]
+    estimate = ops.convert_to_numpy(evaluate.iwae_log_likelihood(*pieces)).astype("float64")
+    return estimate.reshape(repeats, n)
+
+
+def kl_between_diagonal_gaussians(mean_q, log_var_q, mean_p, log_var_p):
+    return 0.5 * np.sum(log_var_p - log_var_q - 1
+                        + (np.exp(log_var_q) + (mean_q - mean_p) ** 2) / np.exp(log_var_p), axis=-1)
+
+
+def test_iwae_matches_closed_form_marginal_of_linear_gaussian_model():
+    model = linear_gaussian_model()
+    for k in (1, 7, 500):
+        estimate = iwae_estimates(model, model["posterior_mean"], model["posterior_log_var"], k, seed=k)[0]
+        # With q equal to the posterior every weight equals p(x): exact for any k.
+        np.testing.assert_allclose(estimate, model["log_px"], atol=1e-3)
+
+
+def test_iwae_with_mismatched_q_rises_from_the_elbo_towards_log_px():
+    model = linear_gaussian_model()
+    q_mean, q_log_var = model["posterior_mean"] + 0.3, model["posterior_log_var"] + 0.5
+    # ELBO = log p(x) - KL(q || posterior), closed form for Gaussians.
+    elbo = model["log_px"] - kl_between_diagonal_gaussians(q_mean, q_log_var, model["posterior_mean"], model["posterior_log_var"])
+    mean_bound = {k: iwae_estimates(model, q_mean, q_log_var, k, repeats=repeats, seed=k).mean(axis=0)
+                  for k, repeats in ((1, 20000), (10, 2000), (1000, 20))}
+    np.testing.assert_allclose(mean_bound[1], elbo, atol=0.03)  # k = 1 is the ELBO
+    assert np.all(mean_bound[10] > elbo + 0.05)
+    assert np.all(mean_bound[1000] > mean_bound[10])
+    # The ELBO is 0.73 nats short here; 1000 samples close all but sampling noise of it.
+    assert np.all(np.abs(mean_bound[1000] - model["log_px"]) < 0.03)
+
+
+def test_log_mean_exp_is_stable_far_from_zero():
+    values = np.array([[-1000.0, -1000.0 + math.log(3.0)], [800.0, 800.0]], dtype="float32")
+    result = ops.convert_to_numpy(evaluate.log_mean_exp(values, axis=1))
+    np.testing.assert_allclose(result, [-1000.0 + math.log(2.0), 800.0], rtol=1e-6)
+
+
+# --- The full VAE path -------------------------------------------------------------------
+
+def binary_images(n=5, seed=0):
+    return (np.random.default_rng(seed).random((n, 28, 28, 1)) < 0.3).astype("float32")
+
+
+def vae_with_fixed_q_and_constant_decoder(z_mean=0.0, z_log_var=0.0, seed=0):
+    """A tiny fc_vae whose q(z|x) = N(z_mean, exp(z_log_var)) and whose decoder ignores z."""
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    for name, value in (("z_mean", z_mean), ("z_log_var", z_log_var)):
+        layer = vae.encoder.get_layer(name)
+        layer.set_weights([np.zeros_like(w) + (value if i else 0.0) for i, w in enumerate(layer.get_weights())])
+    output_layer = vae.decoder.layers[-2]  # Dense(784, sigmoid) before the Reshape
+    logits = np.random.default_rng(seed).normal(size=784).astype("float32")
+    output_layer.set_weights([np.zeros_like(output_layer.get_weights()[0]), logits])
+    return vae, 1.0 / (1.0 + np.exp(-logits.astype("float64")))
+
+
+def bernoulli_nll(x, probabilities):
+    x = x.reshape(len(x), -1)
+    return -np.sum(x * np.log(probabilities) + (1 - x) * np.log1p(-probabilities), axis=1)
+
+
+def test_decoder_that_ignores_z_gives_exactly_the_bernoulli_log_likelihood():
+    vae, probabilities = vae_with_fixed_q_and_constant_decoder()
+    x = binary_images(5)
+    expected = bernoulli_nll(x, probabilities)
+    # Batch and chunk sizes that divide neither n nor k exercise the ragged ends.
+    for k, batch_size, chunk_size in ((1, 5, 100), (37, 2, 10), (6, 3, 1)):
+        nll = evaluate.iwae_nll_terms(vae, x, k=k, batch_size=batch_size, chunk_size=chunk_size, seed=1)
+        assert nll.shape == (5,)
+        np.testing.assert_allclose(nll, expected, rtol=1e-5)
+
+
+def test_iwae_nll_is_below_the_negative_elbo_and_above_the_true_nll():
+    # q is off-centre and wide, so the negative ELBO overshoots -log p(x) by KL(q || p(z)),
+    # about 0.97 nats, and the importance weights p(z) / q(z) stay bounded.
+    vae, probabilities = vae_with_fixed_q_and_constant_decoder(z_mean=0.5, z_log_var=1.0)
+    x = binary_images(6)
+    true_nll = bernoulli_nll(x, probabilities).mean()
+    negative_elbo = evaluate.elbo(vae, x)["loss"]
+    iwae = evaluate.iwae_nll(vae, x, k=200, seed=0)
+    kl = 2 * 0.5 * (0.5**2 + math.exp(1.0) - 1 - 1.0)
+    assert negative_elbo == pytest.approx(true_nll + kl, rel=1e-6)
+    assert iwae == pytest.approx(true_nll, abs=0.1)
+    assert iwae < negative_elbo - 0.8
+
+
+def test_iwae_nll_of_an_untrained_conv_vae_is_at_most_its_negative_elbo():
+    vaekit_model = vaekit.conv_vae(latent_dim=2, hidden_units=8, filters=(4, 8), seed=0)
+    x = binary_images(4)
+    # Averaging the one-sample ELBO over repeats removes its noise.
+    negative_elbo = evaluate.elbo(vaekit_model, np.concatenate([x] * 25))["loss"]
+    iwae = evaluate.iwae_nll(vaekit_model, x, k=64, seed=0)
+    assert np.isfinite(iwae) and iwae <= negative_elbo + 1e-3
+
+
+def test_iwae_nll_is_reproducible_with_a_seed():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, seed=0)
+    x = binary_images(3)
+    first = evaluate.iwae_nll_terms(vae, x, k=8, seed=3)
+    np.testing.assert_array_equal(first, evaluate.iwae_nll_terms(vae, x, k=8, seed=3))
+
+
+def test_iwae_nll_refuses_a_vae_without_a_likelihood():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, reconstruction="mse")
+    with pytest.raises(ValueError, match="not defined"):
+        evaluate.iwae_nll(vae, binary_images(2), k=2)
+
+
+def test_iwae_nll_warns_on_grey_level_images():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    with pytest.warns(UserWarning, match="not binary"):
+        evaluate.iwae_nll(vae, np.full((2, 28, 28, 1), 0.5, dtype="float32"), k=2)
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("k", 0, ValueError),
+    ("k", 2.5, TypeError),
+    ("k", True, TypeError),
+    ("batch_size", -1, ValueError),
+    ("chunk_size", "10", TypeError),
+])
+def test_iwae_nll_rejects_bad_arguments(argument, value, error):
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    with pytest.raises(error, match=argument):
+        evaluate.iwae_nll(vae, binary_images(2), **{"k": 2, argument: value})
