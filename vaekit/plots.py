@@ -259,7 +259,7 @@ def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss
         if logy:
             ax.set_yscale("log")
         ax.grid(True, linestyle="--", alpha=0.5)
-    axes[0, -1].legend(fontsize=8, title="solid: train, dashed: validation", title_fontsize=8)
+    axes[0, 0].legend(fontsize=8, title="solid: train, dashed: validation", title_fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
