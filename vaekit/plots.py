@@ -54,14 +54,9 @@ def plot_image_grid(images, ncols: int | None = None, title: str | None = None, 
                     value_range=(0.0, 1.0), path=None, scale: float = 0.9):
     """Images tiled into one picture, `ncols` per row (square by default)."""
     images = _as_images(images)
-    n = len(images)
-    ncols = ncols or math.ceil(math.sqrt(n))
-    nrows = math.ceil(n / ncols)
-    h, w = images.shape[1:3]
-    canvas = np.full((nrows * h, ncols * w) + images.shape[3:], value_range[0], dtype=np.float32)
-    for k, image in enumerate(images):
-        r, c = divmod(k, ncols)
-        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    ncols = ncols or math.ceil(math.sqrt(len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    canvas = _tile(images, ncols, value_range[0])
     fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0)))
     _imshow(ax, canvas, cmap, value_range)
     ax.axis("off")
