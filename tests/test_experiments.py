@@ -72,3 +72,10 @@ def test_describe_run_names_backend_and_seed(capsys):
     text = experiments.describe_run(seed=11)
     assert f"backend {keras.backend.backend()}" in text and "seed 11" in text
     assert text in capsys.readouterr().out
+
+
+def test_save_table_keeps_integer_columns_whole_in_markdown(tmp_path):
+    frame = pd.DataFrame({"parameters": [28_353, 134_165], "loss": [0.123456, 1.5]}, index=["ae", "vae"])
+    experiments.save_table(frame, tmp_path / "results")
+    markdown = (tmp_path / "results.md").read_text()
+    assert "28353" in markdown and "134165" in markdown and "e+04" not in markdown

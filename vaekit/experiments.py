@@ -143,7 +143,9 @@ def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4
     """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
     path = Path(path)
     frame.to_csv(path.with_suffix(".csv"))
-    path.with_suffix(".md").write_text(frame.to_markdown(floatfmt=floatfmt) + "\n")
+    # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
+    integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
+    path.with_suffix(".md").write_text(frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
     return frame
 
 
