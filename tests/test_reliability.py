@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-from conftest import TINY_BUILDERS, tiny_images, tiny_model
+from tiny import TINY_BUILDERS, tiny_images, tiny_model
 from vaekit import models
 from vaekit.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from vaekit.vae import VAE, Sampling, kl_divergence

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_BUILDERS, tiny_images, tiny_model
+from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
 from vaekit import models
 from vaekit.vae import VAE
 
