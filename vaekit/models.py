@@ -92,12 +92,7 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
     seed-004's SVHN model. `vae_options` (`beta`, `reconstruction`) go to `VAE`.
     Train with Adam 1e-3, batch 128, 20 epochs.
     """
-    input_shape = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(_checks.positive_ints("filters", filters)))
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-    hidden_units = _checks.positive_int("hidden_units", hidden_units)
-    filters = _checks.positive_ints("filters", filters)
-    seed = _checks.optional_seed("seed", seed)
-
+    # conv_encoder checks every argument first, before any layer is built.
     encoder = conv_encoder(input_shape, latent_dim, hidden_units, filters, seed)
     decoder = conv_decoder(input_shape, latent_dim, filters)
     return VAE(encoder, decoder, name="conv_vae", **vae_options)
