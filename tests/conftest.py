@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:  # import vaekit from this checkout, installed or 
     sys.path.insert(0, str(ROOT))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The offline data folder ($VAEKIT_DATA_DIR); tests using it skip where it is absent."""
     folder = os.environ.get("VAEKIT_DATA_DIR")

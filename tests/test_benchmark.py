@@ -1,7 +1,10 @@
 """The training-speed benchmark runs end to end in its smallest form and prints its figures."""
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -42,9 +45,23 @@ def test_benchmark_prints_epoch_times_ratio_and_test_losses(train_speed, tmp_pat
         assert float(match.group(1)) > 0 and 0 < float(match.group(2)) < 2000
     if "plain" in names:
         assert re.search(r"^ratio vaekit/plain: [\d.]+", out, re.MULTILINE), out
+    assert "vaekit-device" not in out  # fit_on_device is fit off JAX: nothing to compare
 
 
 def test_benchmark_refuses_a_single_epoch(train_speed, capsys):
     with pytest.raises(SystemExit):
         train_speed.parse_args(["--epochs", "1"])
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_benchmark_on_jax_also_times_fit_on_device(tmp_path):
+    write_small_mnist(tmp_path)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, str(SCRIPT), "--train-limit", "128", "--test-limit", "64", "--epochs", "2",
+                          "--data-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "backend jax" in run.stdout
+    for name in ("vaekit", "plain", "vaekit-device"):
+        assert re.search(rf"^{name}: [\d.]+ s/epoch .* test loss [\d.]+ nats/image", run.stdout, re.MULTILINE), run.stdout
+    for name in ("vaekit", "vaekit-device"):
+        assert re.search(rf"^ratio {name}/plain: [\d.]+", run.stdout, re.MULTILINE), run.stdout

@@ -2,7 +2,8 @@
 
 The model code is in two files: `vaekit.vae` (the `Sampling` layer, the loss and
 the `VAE` class with its training step) and `vaekit.models` (one builder per
-architecture). Data loading, plots, export, evaluation and experiment helpers
+architecture). `vaekit.training.fit_on_device` is `fit` with a whole epoch compiled
+into one program on JAX (for GPUs). Data loading, plots, export, evaluation and experiment helpers
 live in their own modules.
 """
 
@@ -14,6 +15,7 @@ from vaekit.models import (
     fcn_autoencoder,
     strided_conv_autoencoder,
 )
+from vaekit.training import fit_on_device
 from vaekit.vae import VAE, Sampling, kl_divergence, reconstruction_loss
 
 __version__ = "0.1.0"
@@ -26,6 +28,7 @@ __all__ = [
     "fc_autoencoder",
     "fc_vae",
     "fcn_autoencoder",
+    "fit_on_device",
     "kl_divergence",
     "reconstruction_loss",
     "strided_conv_autoencoder",
