@@ -52,6 +52,14 @@ def test_fc_vae_has_pytorch_example_sizes():
     assert vae.encoder.get_layer("z_mean").units == 20
 
 
+def test_fc_vae_with_two_hidden_layers_is_burdas_vae():
+    vae = vaekit.fc_vae(latent_dim=50, hidden_units=(200, 200))
+    # 784-200-200-(50, 50) and 50-200-200-784, as in Burda et al. (2016), section 5.
+    assert vae.encoder.count_params() == 784 * 200 + 200 + 200 * 200 + 200 + 2 * (200 * 50 + 50)
+    assert vae.decoder.count_params() == 50 * 200 + 200 + 200 * 200 + 200 + 200 * 784 + 784
+    assert [layer.units for layer in vae.decoder.layers if hasattr(layer, "units")] == [200, 200, 784]
+
+
 @pytest.mark.parametrize("builder", [vaekit.conv_autoencoder, vaekit.fc_autoencoder,
                                      vaekit.fcn_autoencoder, vaekit.strided_conv_autoencoder])
 def test_autoencoder_output_has_input_shape_and_named_halves(builder):

@@ -167,7 +167,7 @@ BUILDER_ARGUMENTS = {  # argument -> kind of value
     "fc_autoencoder": dict(input_shape="shape", hidden_units="sizes", latent_dim="size"),
     "fcn_autoencoder": dict(input_shape="shape", hidden_units="sizes", latent_dim="size"),
     "strided_conv_autoencoder": dict(input_shape="shape", filters="sizes"),
-    "fc_vae": dict(input_shape="shape", latent_dim="size", hidden_units="size", seed="seed"),
+    "fc_vae": dict(input_shape="shape", latent_dim="size", hidden_units="sizes", seed="seed"),
 }
 
 

@@ -10,6 +10,7 @@ expose them as `.encoder` and `.decoder`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import keras
 from keras import layers
@@ -177,7 +178,7 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> k
     return keras.Model(inputs, decoder(encoder(inputs)), name="strided_conv_autoencoder")
 
 
-def fc_vae(latent_dim: int = 20, hidden_units: int = 400, input_shape=(28, 28, 1),
+def fc_vae(latent_dim: int = 20, hidden_units: int | Sequence[int] = 400, input_shape=(28, 28, 1),
            seed: int | None = None, **vae_options) -> VAE:
     """Seed-002's fully connected VAE.
 
@@ -186,22 +187,29 @@ def fc_vae(latent_dim: int = 20, hidden_units: int = 400, input_shape=(28, 28, 1
     PyTorch's examples/vae, 652,824 parameters. Seed-002 trains with
     `reconstruction="mse"`, once with `beta=0` (an autoencoder) and once with `beta=1`;
     Adam 1e-3, batch 128, 50 epochs.
+
+    `hidden_units` may be a sequence, one Dense layer each, mirrored in the decoder:
+    `fc_vae(latent_dim=50, hidden_units=(200, 200))` is the one-stochastic-layer VAE of
+    Burda et al. (2016), the usual baseline for binarised-MNIST likelihoods (notebook 08).
     """
     input_shape = _checks.image_shape("input_shape", input_shape)
     latent_dim = _checks.positive_int("latent_dim", latent_dim)
-    hidden_units = _checks.positive_int("hidden_units", hidden_units)
+    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
     seed = _checks.optional_seed("seed", seed)
 
     inputs = keras.Input(shape=input_shape)
     x = layers.Flatten()(inputs)
-    x = layers.Dense(hidden_units, activation="relu")(x)
+    for units in hidden_units:
+        x = layers.Dense(units, activation="relu")(x)
     z_mean = layers.Dense(latent_dim, name="z_mean")(x)
     z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
     z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
     encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
 
     latent_inputs = keras.Input(shape=(latent_dim,))
-    x = layers.Dense(hidden_units, activation="relu")(latent_inputs)
+    x = latent_inputs
+    for units in reversed(hidden_units):
+        x = layers.Dense(units, activation="relu")(x)
     x = layers.Dense(math.prod(input_shape), activation="sigmoid")(x)
     decoder = keras.Model(latent_inputs, layers.Reshape(input_shape)(x), name="decoder")
 
