@@ -171,15 +171,17 @@ def _epoch_function(train_step, num_examples: int, batch_size: int, shuffle: boo
     return run_epoch
 
 
-def _state(model: keras.Model) -> tuple[list, list, list, list]:
-    """The four lists Keras' JAX `train_step` takes and returns."""
-    return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-            [v.value for v in model.optimizer.variables], [v.value for v in model.metrics_variables])
+def _state_variables(model: keras.Model) -> tuple[list, list, list, list]:
+    """The four groups of variables whose values Keras' JAX `train_step` takes and returns."""
+    return (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
+            model.metrics_variables)
+
+
+def _state(model: keras.Model) -> tuple[list, ...]:
+    return tuple([variable.value for variable in group] for group in _state_variables(model))
 
 
 def _assign_state(model: keras.Model, state) -> None:
-    groups = (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables,
-              model.metrics_variables)
-    for variables, values in zip(groups, state):
+    for variables, values in zip(_state_variables(model), state):
         for variable, value in zip(variables, values):
             variable.assign(value)
