@@ -79,3 +79,79 @@ def test_save_table_keeps_integer_columns_whole_in_markdown(tmp_path):
     experiments.save_table(frame, tmp_path / "results")
     markdown = (tmp_path / "results.md").read_text()
     assert "28353" in markdown and "134165" in markdown and "e+04" not in markdown
+
+
+# --- fit_resumable: a run folder that survives a stop -------------------------------
+
+def _tiny_vae():
+    import vaekit
+
+    keras.utils.set_random_seed(0)
+    model = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    return model
+
+
+RESUMABLE_X = np.random.default_rng(0).random((32, 4, 4, 1)).astype("float32")  # 2 batches of 16
+
+
+def _fit(model, run_dir, epochs, config=None, **kwargs):
+    return experiments.fit_resumable(model, RESUMABLE_X, run_dir=run_dir, epochs=epochs, config=config or {"d": 2},
+                                     batch_size=16, verbose=0, **kwargs)
+
+
+def test_fit_resumable_resumes_at_the_first_unfinished_epoch(tmp_path):
+    first = _tiny_vae()
+    early = _fit(first, tmp_path / "run", 2, validation_data=(RESUMABLE_X[:8],))
+    assert len(early["loss"]) == 2 and len(early["val_loss"]) == 2
+
+    resumed = _tiny_vae()  # a fresh process would start from freshly built weights like these
+    history = _fit(resumed, tmp_path / "run", 5, validation_data=(RESUMABLE_X[:8],))
+    assert len(history["loss"]) == len(history["val_loss"]) == 5
+    np.testing.assert_allclose(history["loss"][:2], early["loss"])  # the old epochs come back from history.csv
+    assert int(resumed.optimizer.iterations) == 5 * 2  # optimizer state restored, only 3 epochs trained
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_fit_resumable_loads_a_finished_run_without_training(tmp_path):
+    trained = _tiny_vae()
+    history = _fit(trained, tmp_path / "run", 3)
+    loaded = _tiny_vae()
+    assert not np.allclose(loaded.weights[0], trained.weights[0])
+    again = _fit(loaded, tmp_path / "run", 3)
+    assert again == history
+    assert int(loaded.optimizer.iterations) == 3 * 2
+    for a, b in zip(trained.weights, loaded.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_fit_resumable_keeps_the_last_line_of_an_epoch_logged_twice(tmp_path):
+    _fit(_tiny_vae(), tmp_path / "run", 2)
+    log = tmp_path / "run" / "history.csv"
+    lines = log.read_text().splitlines()
+    rows = pd.read_csv(log)
+    assert list(rows["epoch"]) == [0, 1]
+    # A stop between the CSV line and the backup: epoch 1 logged, then trained and logged again.
+    repeated = rows.iloc[[1]].assign(loss=123.0)
+    log.write_text("\n".join(lines) + "\n" + repeated.to_csv(header=False, index=False))
+    assert _fit(_tiny_vae(), tmp_path / "run", 2)["loss"][1] == 123.0
+
+
+def test_fit_resumable_refuses_another_config_or_fewer_epochs(tmp_path):
+    _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": (8,)})
+    _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": [8]})  # equal once written as JSON
+    with pytest.raises(ValueError, match="another config"):
+        _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 3, "sizes": [8]})
+    with pytest.raises(ValueError, match="trained for 2 epochs"):
+        _fit(_tiny_vae(), tmp_path / "run", 1, config={"d": 2, "sizes": [8]})
+    with pytest.raises(TypeError, match="initial_epoch"):
+        _fit(_tiny_vae(), tmp_path / "run", 2, initial_epoch=1)
+    with pytest.raises(ValueError, match="epochs"):
+        _fit(_tiny_vae(), tmp_path / "other", 0)
+
+
+def test_fit_resumable_without_a_folder_is_plain_fit(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    history = _fit(_tiny_vae(), None, 2)
+    assert len(history["loss"]) == 2
+    assert list(tmp_path.iterdir()) == []

@@ -1,12 +1,14 @@
 """What every notebook and script does before and after training.
 
 Seeding, quick mode (small subsets for CI), where figures and predictions go, a
-printout of the versions and hardware a run used, and a loop over run configs that
-collects one results table.
+printout of the versions and hardware a run used, a loop over run configs that
+collects one results table, and `fit_resumable`, a `fit` that picks up where a
+stopped run left off.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tempfile
@@ -16,6 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+
+from vaekit import _checks
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
@@ -94,6 +98,87 @@ def run_grid(configs: Mapping[str, Mapping], run: Callable[..., Mapping], seed: 
         scalars = {k: v for k, v in results.items() if np.isscalar(v)}
         rows.append({"run": name, **config, **scalars})
     return pd.DataFrame(rows).set_index("run")
+
+
+def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
+                  config: Mapping | None = None, **fit_kwargs) -> dict[str, list[float]]:
+    """`model.fit` that can be stopped and started again: one folder per training run.
+
+    A grid of full-length runs on a CPU takes hours. With a `run_dir`, Keras'
+    `BackupAndRestore` saves the weights and the optimizer state after every epoch,
+    and `CSVLogger` appends each epoch's numbers to `history.csv`. Calling again with
+    the same folder resumes at the first unfinished epoch; once all `epochs` are done
+    it only loads the weights. A resumed run matches an uninterrupted one in
+    distribution, not bit for bit: the shuffling restarts where the run was stopped.
+
+    Args:
+        model: a compiled, built Keras model.
+        x, y: training data, as for `fit`.
+        run_dir: the run's folder, created if needed; `None` is plain `fit`, nothing saved.
+        epochs: the total number of epochs, counting those done before a stop. A run
+            may be extended (asked for more epochs later), never cut back.
+        config: what defines the run (JSON-able: sizes, β, data...). It is written to
+            `config.json` on the first call and must be equal on every later one, so a
+            folder is never resumed with a different model.
+        **fit_kwargs: passed to `fit` (`batch_size`, `validation_data`, `verbose`,
+            `callbacks`...); not `initial_epoch`, which the folder decides.
+
+    Returns:
+        The history of every epoch, old and new, as `fit(...).history` would give it.
+    """
+    epochs = _checks.positive_int("epochs", epochs)
+    if "initial_epoch" in fit_kwargs:
+        raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
+    if run_dir is None:
+        return model.fit(x, y, epochs=epochs, **fit_kwargs).history
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_config(run_dir / "config.json", config)
+    backup = run_dir / "backup"
+    done = _epochs_done(backup)
+    if done > epochs:
+        raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
+                         f"pass epochs >= {done} or another run_dir.")
+    if done == epochs:
+        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from {run_dir}")
+    elif done:
+        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {run_dir}")
+    history_csv = run_dir / "history.csv"
+    callbacks = [
+        # The CSV first: a stop between the two leaves an epoch logged but not backed up,
+        # which is then trained again and logged twice (the later line wins), never lost.
+        keras.callbacks.CSVLogger(str(history_csv), append=True),
+        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+        *(fit_kwargs.pop("callbacks", None) or []),
+    ]
+    model.fit(x, y, epochs=epochs, callbacks=callbacks, **fit_kwargs)
+    return _read_history(history_csv, epochs)
+
+
+def _check_run_config(path: Path, config: Mapping | None) -> None:
+    config = json.loads(json.dumps(dict(config or {})))  # as it reads back: tuples become lists
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != config:
+            raise ValueError(f"{path.parent} holds a run with another config:\n  saved {saved}\n  given {config}\n"
+                             "Pass another `run_dir`, or delete the folder to start that run again.")
+    else:
+        path.write_text(json.dumps(config, indent=1) + "\n")
+
+
+def _epochs_done(backup: Path) -> int:
+    metadata = backup / "training_metadata.json"  # written by BackupAndRestore
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+
+
+def _read_history(path: Path, epochs: int) -> dict[str, list[float]]:
+    if not path.exists():
+        return {}
+    log = pd.read_csv(path).drop_duplicates("epoch", keep="last").sort_values("epoch")
+    log = log[log["epoch"] < epochs]
+    # CSVLogger writes empty val_ columns when there is no validation data; fit would have none.
+    empty = [name for name in log.columns if name.startswith("val_") and log[name].isna().all()]
+    return {name: log[name].astype(float).tolist() for name in log.columns.drop(["epoch", *empty])}
 
 
 def _backend_version(backend: str) -> str:
