@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from vaekit import _checks
-from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, kl_divergence, reconstruction_loss
+from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence, reconstruction_loss
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500) -> dict[str, np.ndarray]:
@@ -137,19 +137,18 @@ class _ImportanceWeights(keras.Model):
         super().__init__(name="importance_weights")
         self.vae = vae
         self.samples = samples
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.sampling = Sampling(seed)  # the training step's reparameterisation, `samples` draws per image
         self.built = True  # no weights of its own; the encoder and decoder are built already
 
     def call(self, x):
         z_mean, z_log_var, _ = self.vae.encoder(x, training=False)
         n, latent_dim = ops.shape(z_mean)
-        epsilon = keras.random.normal((n, self.samples, latent_dim), seed=self.seed_generator)
-        sigma = ops.exp(0.5 * ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX))
-        z = ops.expand_dims(z_mean, 1) + ops.expand_dims(sigma, 1) * epsilon
-        # Row i * samples + j of the flat batch is sample j of image i, matching repeat().
-        reconstruction = self.vae.decoder(ops.reshape(z, (n * self.samples, latent_dim)), training=False)
+        # Row i * samples + j of the flat batch is sample j of image i, for z and x alike.
+        z = self.sampling([ops.repeat(z_mean, self.samples, axis=0), ops.repeat(z_log_var, self.samples, axis=0)])
+        reconstruction = self.vae.decoder(z, training=False)
         log_px_given_z = -reconstruction_loss(ops.repeat(x, self.samples, axis=0), reconstruction, "bce")
-        return log_importance_weights(ops.reshape(log_px_given_z, (n, self.samples)), z, z_mean, z_log_var)
+        return log_importance_weights(ops.reshape(log_px_given_z, (n, self.samples)),
+                                      ops.reshape(z, (n, self.samples, latent_dim)), z_mean, z_log_var)
 
 
 def _iwae_nll_batch(weigher: _ImportanceWeights, x: np.ndarray, batch_size: int, k: int) -> np.ndarray:

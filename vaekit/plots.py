@@ -77,18 +77,8 @@ def plot_history(history, keys: Sequence[str] | None = None, title: str | None =
         ax.plot(epochs, logs[key], marker=".", label="train")
         if f"val_{key}" in logs:
             ax.plot(epochs, logs[f"val_{key}"], marker=".", label="validation")
-        ax.set_title(key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylabel(ylabel if key == keys[0] else "")
-        if logy:
-            ax.set_yscale("log")
-        ax.grid(True, linestyle="--", alpha=0.5)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_curves(fig, axes[0], [key.replace("_", " ") for key in keys], ylabel, logy, title, path)
 
 
 def project_2d(z) -> tuple[np.ndarray, str]:
@@ -247,14 +237,21 @@ def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss
             ax.plot(epochs, logs[key], color=colour, marker=".", label=name)
             if f"val_{key}" in logs:
                 ax.plot(epochs, logs[f"val_{key}"], color=colour, linestyle="--")
-    for i, (ax, key) in enumerate(zip(axes[0], keys)):
-        ax.set_title(titles[i] if titles else key.replace("_", " "))
+    axes[0, 0].legend(fontsize=8, title="solid: train, dashed: validation", title_fontsize=8)
+    titles = titles or [key.replace("_", " ") for key in keys]
+    return _finish_curves(fig, axes[0], titles, ylabel, logy, title, path)
+
+
+def _finish_curves(fig, axes, titles, ylabel, logy, title, path):
+    """The axes of a row of per-epoch curves: titles, whole-epoch ticks, y label on the first."""
+    for i, (ax, panel_title) in enumerate(zip(axes, titles)):
+        ax.set_title(panel_title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(ylabel if i == 0 else "")
         if logy:
             ax.set_yscale("log")
         ax.grid(True, linestyle="--", alpha=0.5)
-    axes[0, 0].legend(fontsize=8, title="solid: train, dashed: validation", title_fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
