@@ -109,7 +109,8 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     and `CSVLogger` appends each epoch's numbers to `history.csv`. Calling again with
     the same folder resumes at the first unfinished epoch; once all `epochs` are done
     it only loads the weights. A resumed run matches an uninterrupted one in
-    distribution, not bit for bit: the shuffling restarts where the run was stopped.
+    distribution, not bit for bit: the shuffling order and the sampling noise (whose
+    generator state Keras does not save) start again from their seeds.
 
     Args:
         model: a compiled, built Keras model.
