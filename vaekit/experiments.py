@@ -173,8 +173,6 @@ def _epochs_done(backup: Path) -> int:
 
 
 def _read_history(path: Path, epochs: int) -> dict[str, list[float]]:
-    if not path.exists():
-        return {}
     log = pd.read_csv(path).drop_duplicates("epoch", keep="last").sort_values("epoch")
     log = log[log["epoch"] < epochs]
     # CSVLogger writes empty val_ columns when there is no validation data; fit would have none.
