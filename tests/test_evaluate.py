@@ -175,3 +175,44 @@ def test_iwae_nll_rejects_bad_arguments(argument, value, error):
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
     with pytest.raises(error, match=argument):
         evaluate.iwae_nll(vae, binary_images(2), **{"k": 2, argument: value})
+
+
+# --- Active units -----------------------------------------------------------------------
+
+def vae_using_latent_dims(used, latent_dim=4, seed=0):
+    """A tiny fc_vae whose posterior mean depends on x only in the dimensions `used`."""
+    vae = vaekit.fc_vae(latent_dim=latent_dim, hidden_units=16, seed=seed)
+    layer = vae.encoder.get_layer("z_mean")
+    kernel, bias = layer.get_weights()
+    kernel = 3.0 * np.random.default_rng(seed).normal(size=kernel.shape).astype("float32")
+    unused = [i for i in range(latent_dim) if i not in used]
+    kernel[:, unused] = 0.0  # these means are the bias alone, the same for every image
+    layer.set_weights([kernel, bias + 0.7])
+    return vae
+
+
+@pytest.mark.parametrize("used", [(), (2,), (0, 3), (0, 1, 2, 3)])
+def test_active_units_counts_the_dimensions_whose_mean_varies_with_x(used):
+    vae = vae_using_latent_dims(used)
+    assert evaluate.active_units(vae, binary_images(50), batch_size=7) == len(used)
+
+
+def test_active_units_threshold_is_on_the_variance_of_the_mean():
+    vae = vae_using_latent_dims((0, 1))
+    x = binary_images(50)
+    z_mean = vae.encoder.predict(x, verbose=0)[0]
+    variances = np.sort(np.var(z_mean, axis=0)[:2])
+    between = float(variances.mean())
+    assert evaluate.active_units(vae, x, threshold=between) == 1
+    assert evaluate.active_units(vae, x, threshold=float(variances[1]) * 2) == 0
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("threshold", -0.1, ValueError),
+    ("threshold", "0.01", TypeError),
+    ("batch_size", 0, ValueError),
+])
+def test_active_units_rejects_bad_arguments(argument, value, error):
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    with pytest.raises(error, match=argument):
+        evaluate.active_units(vae, binary_images(2), **{argument: value})

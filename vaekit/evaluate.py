@@ -1,7 +1,8 @@
 """Test-set numbers for VAEs, in nats per image.
 
 `elbo` gives the negative ELBO (one posterior sample, as in training); `iwae_nll`
-gives the tighter importance-weighted estimate of -log p(x) that papers report.
+gives the tighter importance-weighted estimate of -log p(x) that papers report;
+`active_units` counts the latent dimensions the encoder uses.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500) -> dict[str, np.ndarray]:
 def elbo(vae: VAE, x, batch_size: int = 500) -> dict[str, float]:
     """Mean per-image reconstruction loss, KL and negative ELBO over `x`, in nats."""
     return {name: float(values.mean()) for name, values in elbo_terms(vae, x, batch_size).items()}
+
+
+def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) -> int:
+    """How many latent dimensions the encoder actually uses on `x`.
+
+    A dimension is active when its posterior mean varies across images,
+    Var_x(E_q[z_i | x]) > `threshold` (Burda et al., 2016). An unused dimension
+    copies the prior for every image: it costs no KL and carries no information,
+    which is why a larger `latent_dim` can leave the ELBO where it was.
+    """
+    x = _checks.images("x", x)
+    threshold = _checks.non_negative_float("threshold", threshold)
+    batch_size = _checks.positive_int("batch_size", batch_size)
+    z_mean = vae.encoder.predict(x, batch_size=batch_size, verbose=0)[0]
+    return int(np.sum(np.var(z_mean, axis=0) > threshold))
 
 
 # --- Importance-weighted log-likelihood (the IWAE bound) --------------------------------
