@@ -52,8 +52,7 @@ def train_and_measure(x_train, x_test, model: str, latent_dim: int, hidden_units
     vae = vaekit.conv_vae(latent_dim=latent_dim, hidden_units=hidden_units, input_shape=x_train.shape[1:])
     optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
     if model == "AE":  # seed-003's baseline: the same layers, decoding z = μ(x), no sampling, no KL
-        inputs = keras.Input(shape=x_train.shape[1:])
-        network = keras.Model(inputs, vae.decoder(vae.encoder(inputs)[0]))
+        network = vaekit.deterministic_autoencoder(vae)
         network.compile(optimizer=optimizer, loss=vaekit.reconstruction_loss)
         network.fit(x_train, x_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
         reconstruction = network.predict(x_test, batch_size=1000, verbose=0)

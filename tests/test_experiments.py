@@ -1,5 +1,7 @@
 """Quick mode, epoch caps, output folders, run grids and results tables."""
 
+import os
+
 import keras
 import numpy as np
 import pandas as pd
@@ -123,6 +125,17 @@ def test_fit_resumable_loads_a_finished_run_without_training(tmp_path):
     assert int(loaded.optimizer.iterations) == 3 * 2
     for a, b in zip(trained.weights, loaded.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_fit_resumable_says_what_it_loads_with_the_last_epochs_numbers(tmp_path, monkeypatch, capsys):
+    history = _fit(_tiny_vae(), tmp_path / "runs" / "tiny", 2, validation_data=(RESUMABLE_X[:8],))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    _fit(_tiny_vae(), tmp_path / "runs" / "tiny", 2, validation_data=(RESUMABLE_X[:8],))
+    printed = capsys.readouterr().out
+    assert f"tiny: all 2 epochs were trained earlier; loading the weights from {os.path.join('runs', 'tiny')}" in printed
+    assert str(tmp_path) not in printed  # relative to the working directory, not this machine's path
+    assert "epoch 2: " in printed and f"val_loss: {history['val_loss'][-1]:.4f}" in printed
 
 
 def test_fit_resumable_keeps_the_last_line_of_an_epoch_logged_twice(tmp_path):

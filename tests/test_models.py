@@ -1,5 +1,7 @@
 """The builders reproduce the seeds' architectures, parameter for parameter."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -99,3 +101,51 @@ def test_output_ranges_match_seed_activations():
 def test_bad_builder_arguments_raise_clear_errors(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+# --- deterministic_autoencoder: the VAE's layers without the noise -----------------------
+
+def test_deterministic_autoencoder_decodes_the_posterior_mean():
+    vae = vaekit.conv_vae(latent_dim=3, hidden_units=8, filters=(4, 8), seed=0)
+    autoencoder = vaekit.deterministic_autoencoder(vae)
+    x = np.random.default_rng(0).random((5, 28, 28, 1)).astype("float32")
+    z_mean = vae.encoder.predict(x, verbose=0)[0]
+    expected = vae.decoder.predict(z_mean, verbose=0)
+    output = autoencoder.predict(x, verbose=0)
+    assert output.shape == x.shape
+    np.testing.assert_allclose(output, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(output, autoencoder.predict(x, verbose=0))  # no sampling
+
+
+def test_deterministic_autoencoder_shares_layers_and_leaves_out_the_log_variance_head():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1), seed=0)
+    autoencoder = vaekit.deterministic_autoencoder(vae)
+    head = vae.encoder.get_layer("z_log_var")
+    assert autoencoder.count_params() == vae.encoder.count_params() + vae.decoder.count_params() - head.count_params()
+    assert not any(variable is weight for variable in autoencoder.weights for weight in head.weights)
+
+    x = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
+    before = [w.copy() for w in vae.encoder.get_layer("z_mean").get_weights()]
+    autoencoder.compile(optimizer=keras.optimizers.Adam(learning_rate=0.01), loss=vaekit.reconstruction_loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "Gradients do not exist" would fail here
+        autoencoder.fit(x, x, epochs=1, batch_size=8, verbose=0)
+    after = vae.encoder.get_layer("z_mean").get_weights()
+    assert not np.allclose(before[0], after[0])  # training the autoencoder trained the VAE's encoder
+
+
+@pytest.mark.parametrize("argument", [vaekit.conv_autoencoder(), "conv_vae", None])
+def test_deterministic_autoencoder_refuses_what_is_not_a_vae(argument):
+    with pytest.raises(TypeError, match="vae"):
+        vaekit.deterministic_autoencoder(argument)
+
+
+def test_deterministic_autoencoder_refuses_a_subclassed_encoder():
+    class Encoder(keras.Model):
+        def call(self, x):
+            flat = keras.ops.reshape(x, (keras.ops.shape(x)[0], -1))[:, :2]
+            return flat, flat, flat
+
+    vae = vaekit.VAE(Encoder(), vaekit.fc_vae(latent_dim=2).decoder)
+    with pytest.raises(TypeError, match="functional"):
+        vaekit.deterministic_autoencoder(vae)

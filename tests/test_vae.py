@@ -107,3 +107,21 @@ def test_saved_vae_reloads_without_custom_objects_and_gives_identical_outputs(tm
     z = np.random.default_rng(1).standard_normal((4, 3)).astype("float32")
     np.testing.assert_array_equal(as_numpy(loaded.decoder(z)), as_numpy(vae.decoder(z)))
     np.testing.assert_array_equal(as_numpy(loaded.encoder(x)[0]), as_numpy(vae.encoder(x)[0]))
+
+
+def test_vae_accepts_a_subclassed_encoder_and_builds_on_first_call():
+    class MeanOfPixels(keras.Model):
+        """x -> (z_mean, z_log_var, z) with d = 2, no weights: enough to exercise the VAE."""
+
+        def call(self, x):
+            flat = keras.ops.reshape(x, (keras.ops.shape(x)[0], -1))
+            z_mean = keras.ops.stack([keras.ops.mean(flat, axis=1), keras.ops.max(flat, axis=1)], axis=1)
+            return z_mean, keras.ops.zeros_like(z_mean), z_mean
+
+    vae = vaekit.VAE(MeanOfPixels(), vaekit.fc_vae(latent_dim=2, hidden_units=8).decoder)
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    outputs = vae(x)
+    assert outputs["reconstruction"].shape == x.shape and vae.built
+    vae.compile(optimizer="adam")
+    history = vae.fit(x, epochs=1, batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -10,6 +10,7 @@ live in their own modules.
 from vaekit.models import (
     conv_autoencoder,
     conv_vae,
+    deterministic_autoencoder,
     fc_autoencoder,
     fc_vae,
     fcn_autoencoder,
@@ -25,6 +26,7 @@ __all__ = [
     "Sampling",
     "conv_autoencoder",
     "conv_vae",
+    "deterministic_autoencoder",
     "fc_autoencoder",
     "fc_vae",
     "fcn_autoencoder",

@@ -140,11 +140,13 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     if done > epochs:
         raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
                          f"pass epochs >= {done} or another run_dir.")
-    if done == epochs:
-        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from {run_dir}")
-    elif done:
-        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {run_dir}")
     history_csv = run_dir / "history.csv"
+    if done == epochs:
+        last = " - ".join(f"{name}: {values[-1]:.4f}" for name, values in _read_history(history_csv, epochs).items())
+        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from "
+              f"{_shown(run_dir)}\n  epoch {epochs}: {last}")
+    elif done:
+        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_shown(run_dir)}")
     callbacks = [
         # The CSV first: a stop between the two leaves an epoch logged but not backed up,
         # which is then trained again and logged twice (the later line wins), never lost.
@@ -165,6 +167,14 @@ def _check_run_config(path: Path, config: Mapping | None) -> None:
                              "Pass another `run_dir`, or delete the folder to start that run again.")
     else:
         path.write_text(json.dumps(config, indent=1) + "\n")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory where it can be: outputs stay machine-neutral."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return str(path)
 
 
 def _epochs_done(backup: Path) -> int:

@@ -99,6 +99,24 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
     return VAE(encoder, decoder, name="conv_vae", **vae_options)
 
 
+def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder") -> keras.Model:
+    """A VAE's own layers as a plain autoencoder: x -> z_mean -> decoder, no sampling, no KL.
+
+    The like-for-like baseline of seed-003: compile it with `reconstruction_loss` and the
+    same optimizer, and the only difference from the VAE is the noise and the KL term.
+    The layers are shared with `vae`, not copied. The log-variance head is left out, so
+    the optimizer does not look for gradients it can never have.
+    """
+    if not isinstance(vae, VAE):
+        raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
+    if getattr(vae.encoder, "outputs", None) is None:
+        raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
+                        f"got a subclassed {type(vae.encoder).__name__}.")
+    mean_encoder = keras.Model(vae.encoder.inputs, vae.encoder.outputs[0], name="mean_encoder")
+    inputs = keras.Input(shape=vae.encoder.input_shape[1:])
+    return keras.Model(inputs, vae.decoder(mean_encoder(inputs)), name=name)
+
+
 def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: int = 48) -> keras.Model:
     """Seed-001's fully connected autoencoder (the Keras one).
 

@@ -107,8 +107,11 @@ class VAE(keras.Model):
         # `loss` itself is tracked by Keras; these two show the ELBO's parts.
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
-        # The parts arrive built, so the VAE is too: weights load without a dummy call.
-        self.build(encoder.input_shape)
+        # Functional parts arrive built, so the VAE is too: weights load without a dummy
+        # call. A subclassed encoder has no input shape until it is called; Keras builds
+        # the VAE on its first call then.
+        if getattr(encoder, "inputs", None) is not None:
+            self.build(encoder.input_shape)
 
     def build(self, input_shape):
         pass  # all variables live in the already-built encoder and decoder
