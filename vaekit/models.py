@@ -4,7 +4,8 @@ Every builder takes images shaped `input_shape` (flattening inside where the see
 network is fully connected), returns a named, uncompiled `keras.Model` whose output
 has the input's shape, and checks its arguments before building anything. The
 autoencoders hold their halves as layers named "encoder" and "decoder"; the VAEs
-expose them as `.encoder` and `.decoder`.
+expose them as `.encoder` and `.decoder`. `deterministic_autoencoder` turns a VAE
+into its noise-free baseline.
 """
 
 from __future__ import annotations
