@@ -126,6 +126,13 @@ def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.
     return y
 
 
+def is_functional(model) -> bool:
+    """True for a functional keras.Model, whose inputs and outputs are known before any call."""
+    import keras  # here, not at the top: the data helpers use this module without keras
+
+    return isinstance(model, keras.Model) and getattr(model, "outputs", None) is not None
+
+
 def vae_parts(encoder, decoder) -> None:
     """Check that `encoder` maps x -> (z_mean, z_log_var, z) and `decoder` takes z.
 
@@ -137,15 +144,15 @@ def vae_parts(encoder, decoder) -> None:
     for name, part in (("encoder", encoder), ("decoder", decoder)):
         if not isinstance(part, keras.layers.Layer):
             raise TypeError(f"`{name}` must be a keras.Model or keras layer, got {type(part).__name__}.")
-    outputs = getattr(encoder, "outputs", None) if isinstance(encoder, keras.Model) else None
-    if outputs is None:
+    if not is_functional(encoder):
         return
+    outputs = encoder.outputs
     if len(outputs) != 3:
         raise ValueError(
             f"`encoder` must return three tensors (z_mean, z_log_var, z), got {len(outputs)} outputs."
         )
     latent = tuple(outputs[2].shape[1:])
-    decoder_inputs = getattr(decoder, "inputs", None) if isinstance(decoder, keras.Model) else None
+    decoder_inputs = decoder.inputs if is_functional(decoder) else None
     if decoder_inputs and tuple(decoder_inputs[0].shape[1:]) != latent:
         raise ValueError(
             f"`decoder` takes inputs of shape {tuple(decoder_inputs[0].shape[1:])} but the encoder's z "

@@ -110,7 +110,7 @@ def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder")
     """
     if not isinstance(vae, VAE):
         raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
-    if getattr(vae.encoder, "outputs", None) is None:
+    if not _checks.is_functional(vae.encoder):
         raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
                         f"got a subclassed {type(vae.encoder).__name__}.")
     mean_encoder = keras.Model(vae.encoder.inputs, vae.encoder.outputs[0], name="mean_encoder")

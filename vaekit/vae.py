@@ -110,7 +110,7 @@ class VAE(keras.Model):
         # Functional parts arrive built, so the VAE is too: weights load without a dummy
         # call. A subclassed encoder has no input shape until it is called; Keras builds
         # the VAE on its first call then.
-        if getattr(encoder, "inputs", None) is not None:
+        if _checks.is_functional(encoder):
             self.build(encoder.input_shape)
 
     def build(self, input_shape):
