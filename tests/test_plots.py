@@ -91,3 +91,30 @@ def test_interpolation_starts_and_ends_at_the_two_codes():
     np.testing.assert_allclose(path[0], np.tanh(0.1), rtol=1e-6)
     np.testing.assert_allclose(path[-1], np.tanh(0.9), rtol=1e-6)
     assert len(plots.plot_interpolations(encode, decoder, [(a, b), (b, a)], steps=4).axes) == 8
+
+
+def test_latent_grid_axes_show_z_with_images_centred_on_their_codes():
+    fig = plots.plot_latent_grid(CountingDecoder(), n=7, extent=3.0)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "z[0]" and ax.get_ylabel() == "z[1]"
+    np.testing.assert_array_equal(ax.get_xticks(), [-3, -2, -1, 0, 1, 2, 3])
+    # 7 images over [-3, 3]: centres 1 apart, so the canvas reaches half a cell beyond +-3.
+    np.testing.assert_allclose(ax.images[0].get_extent(), [-3.5, 3.5, -3.5, 3.5])
+
+
+def test_latent_grid_outlines_the_region_holding_the_requested_mass_of_codes():
+    codes = np.random.default_rng(0).normal([1.5, -1.5], 0.3, size=(4000, 2))
+    density, (level,) = plots._density_levels(codes, edge=3.5, mass=0.9)
+    centres = np.linspace(-3.5, 3.5, density.shape[0])
+    at = lambda z0, z1: density[np.argmin(abs(centres - z0)), np.argmin(abs(centres - z1))]  # noqa: E731
+    assert at(1.5, -1.5) > level > at(-1.5, 1.5)
+    inside = density >= level
+    bins = np.clip(((codes + 3.5) / 7.0 * density.shape[0]).astype(int), 0, density.shape[0] - 1)
+    share = inside[bins[:, 0], bins[:, 1]].mean()
+    assert 0.85 < share < 0.99  # about `mass`, not everything and not half
+    fig = plots.plot_latent_grid(CountingDecoder(), n=5, codes=codes, mass=0.9)
+    assert "90% of the codes" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    with pytest.raises(ValueError, match="mass"):
+        plots.plot_latent_grid(CountingDecoder(), codes=codes, mass=1.0)
+    with pytest.raises(ValueError, match="codes"):
+        plots.plot_latent_grid(CountingDecoder(), codes=codes[:, :1])

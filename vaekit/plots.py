@@ -119,15 +119,54 @@ def latent_grid(n: int = 15, extent: float = 3.0) -> np.ndarray:
     return np.stack([z0.ravel(), z1.ravel()], axis=-1)
 
 
-def plot_latent_grid(decoder, n: int = 15, extent: float = 3.0, title: str | None = None,
-                     cmap: str = "gray", path=None):
-    """Decode an n*n grid over [-extent, extent]^2 (2-D latents) in one batch."""
+def plot_latent_grid(decoder, n: int = 15, extent: float = 3.0, codes=None, mass: float = 0.95,
+                     title: str | None = None, cmap: str = "gray", path=None):
+    """Decode an n*n grid over [-extent, extent]^2 (2-D latents) in one batch, z values on the axes.
+
+    With `codes` (e.g. the test set's latent means, shape (m, 2)), an orange line encloses
+    the densest region holding `mass` of them: where the encoder actually puts data. The
+    prior N(0, I) fills the square; the codes (the aggregate posterior) need not, and the
+    images outside the line are decoded from codes no training image was given.
+    """
     if decoder.input_shape[-1] != 2:
         raise ValueError(f"plot_latent_grid needs a 2-D latent space, the decoder takes {decoder.input_shape[-1]}.")
-    images = decoder.predict(latent_grid(n, extent), batch_size=max(256, n * n), verbose=0)
-    fig = plot_image_grid(images, ncols=n, cmap=cmap, scale=0.55,
-                          title=title or f"decoded grid over [-{extent:g}, {extent:g}]²")
+    if not 0.0 < mass < 1.0:
+        raise ValueError(f"`mass` must lie strictly between 0 and 1, got {mass}.")
+    if codes is not None:
+        codes = np.asarray(codes, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[1] != 2:
+            raise ValueError(f"`codes` must have shape (m, 2), got {codes.shape}.")
+    images = _as_images(decoder.predict(latent_grid(n, extent), batch_size=max(256, n * n), verbose=0))
+    half_cell = extent / (n - 1) if n > 1 else extent
+    edge = extent + half_cell  # each image is centred on its z, so the canvas reaches half a cell further
+    fig, ax = plt.subplots(figsize=(0.55 * n + 1.2, 0.55 * n + 1.0))
+    _imshow(ax, _tile(images, n, 0.0), cmap, (0.0, 1.0))
+    ax.images[0].set_extent((-edge, edge, -edge, edge))
+    ticks = np.arange(-math.floor(extent), math.floor(extent) + 1)
+    ax.set_xticks(ticks), ax.set_yticks(ticks)
+    ax.set_xlabel("z[0]"), ax.set_ylabel("z[1]")
+    if codes is not None:
+        density, levels = _density_levels(codes, edge, mass)
+        centres = np.linspace(-edge, edge, density.shape[0])
+        ax.contour(centres, centres, density.T, levels=levels, colors="tab:orange", linewidths=2)
+        ax.plot([], [], color="tab:orange", linewidth=2, label=f"{mass:.0%} of the codes")
+        ax.legend(loc="upper right", framealpha=0.85)
+    ax.set_title(title or f"decoded grid over [-{extent:g}, {extent:g}]²")
+    fig.tight_layout()
     return _save(fig, path)
+
+
+def _density_levels(codes: np.ndarray, edge: float, mass: float, bins: int = 80):
+    """A smoothed 2-D histogram of `codes` over [-edge, edge]^2 and the level enclosing `mass` of all codes."""
+    counts, _, _ = np.histogram2d(codes[:, 0], codes[:, 1], bins=bins, range=[[-edge, edge], [-edge, edge]])
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)  # a small Gaussian blur, sigma = one bin
+    kernel /= kernel.sum()
+    for axis in (0, 1):
+        counts = np.apply_along_axis(np.convolve, axis, counts, kernel, mode="same")
+    # The highest-density region: add bins from the densest down until `mass` of all codes is inside.
+    ordered = np.sort(counts.ravel())[::-1]
+    inside = np.searchsorted(np.cumsum(ordered), mass * len(codes))
+    return counts, [ordered[min(inside, len(ordered) - 1)]]
 
 
 def sample_prior(decoder, n: int, seed: int | None = None) -> np.ndarray:
