@@ -22,7 +22,8 @@ def test_quick_run_writes_the_comparison_table(seed_check, real_data_dir, monkey
     assert list(table.index) == ["seed-003-ae", "seed-004-fashion"]
     assert list(table["seed_value"]) == [0.1855, 254.21]
     assert list(table["compared"]) == ["bce_per_pixel", "neg_elbo_nats"]
-    assert list(table["epochs"]) == [1, 1] and list(table["seed_epochs"]) == [25, 20]
+    assert list(table["epochs"]) == [1, 1] and list(table["full_epochs"]) == [25, 20]
+    assert list(table["epochs_source"]) == ["seed-003", "ours: seed-004 gives none"]
     ae, fashion = table.loc["seed-003-ae"], table.loc["seed-004-fashion"]
     assert np.isnan(ae["kl_nats"])  # the deterministic baseline has no KL term
     assert ae["ours"] == pytest.approx(ae["recon_nats"] / 784)
