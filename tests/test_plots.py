@@ -100,6 +100,7 @@ def test_latent_grid_axes_show_z_with_images_centred_on_their_codes():
     np.testing.assert_array_equal(ax.get_xticks(), [-3, -2, -1, 0, 1, 2, 3])
     # 7 images over [-3, 3]: centres 1 apart, so the canvas reaches half a cell beyond +-3.
     np.testing.assert_allclose(ax.images[0].get_extent(), [-3.5, 3.5, -3.5, 3.5])
+    np.testing.assert_allclose([*ax.get_xlim(), *ax.get_ylim()], [-3.5, 3.5, -3.5, 3.5])  # the axes show z, not pixels
 
 
 def test_latent_grid_outlines_the_region_holding_the_requested_mass_of_codes():
@@ -113,6 +114,8 @@ def test_latent_grid_outlines_the_region_holding_the_requested_mass_of_codes():
     share = inside[bins[:, 0], bins[:, 1]].mean()
     assert 0.85 < share < 0.99  # about `mass`, not everything and not half
     fig = plots.plot_latent_grid(CountingDecoder(), n=5, codes=codes, mass=0.9)
+    # The contour must not stretch the axes back to the image's pixel units.
+    np.testing.assert_allclose([*fig.axes[0].get_xlim(), *fig.axes[0].get_ylim()], [-3.75, 3.75, -3.75, 3.75])
     assert "90% of the codes" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     with pytest.raises(ValueError, match="mass"):
         plots.plot_latent_grid(CountingDecoder(), codes=codes, mass=1.0)

@@ -142,6 +142,7 @@ def plot_latent_grid(decoder, n: int = 15, extent: float = 3.0, codes=None, mass
     fig, ax = plt.subplots(figsize=(0.55 * n + 1.2, 0.55 * n + 1.0))
     _imshow(ax, _tile(images, n, 0.0), cmap, (0.0, 1.0))
     ax.images[0].set_extent((-edge, edge, -edge, edge))
+    ax.set_xlim(-edge, edge), ax.set_ylim(-edge, edge)  # set_extent leaves the pixel-unit limits of imshow
     ticks = np.arange(-math.floor(extent), math.floor(extent) + 1)
     ax.set_xticks(ticks), ax.set_yticks(ticks)
     ax.set_xlabel("z[0]"), ax.set_ylabel("z[1]")
