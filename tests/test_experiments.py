@@ -34,7 +34,7 @@ def test_epochs_is_seed_value_capped_by_environment_and_one_in_quick_mode(monkey
 
 
 def test_quick_runs_never_write_into_the_project(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "vaekit"\n')
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")
     monkeypatch.delenv("VAEKIT_QUICK", raising=False)
@@ -42,6 +42,22 @@ def test_quick_runs_never_write_into_the_project(monkeypatch, tmp_path):
     monkeypatch.setenv("VAEKIT_QUICK", "1")
     quick = experiments.output_dir("figures")
     assert tmp_path not in quick.parents and quick.is_dir()
+
+
+@pytest.mark.parametrize("pyproject", [None, '[project]\nname = "coursework"\n'])
+def test_a_notebooks_folder_outside_a_vaekit_checkout_writes_next_to_itself(monkeypatch, tmp_path, pyproject):
+    if pyproject is not None:
+        (tmp_path / "pyproject.toml").write_text(pyproject)
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.delenv("VAEKIT_QUICK", raising=False)
+    assert experiments.project_root() == tmp_path / "notebooks"
+    assert experiments.output_dir("figures") == tmp_path / "notebooks" / "figures"
+
+
+def test_any_other_folder_is_its_own_project_root(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert experiments.project_root() == tmp_path
 
 
 def test_run_grid_reseeds_each_run_and_collects_one_row_per_config():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -47,16 +48,33 @@ def epochs(seed_epochs: int) -> int:
 
 
 def project_root() -> Path:
-    """The folder holding `figures/` and `predictions/`: the parent of `notebooks/`, else the cwd."""
+    """The folder that receives `figures/`, `predictions/`, `runs/`: where the notebook runs.
+
+    The one exception is this repository's own `notebooks/` (or `benchmarks/`) folder,
+    recognised by a `pyproject.toml` naming vaekit beside it: there the outputs go to the
+    repository's `figures/` and `predictions/`. A notebook copied anywhere else (Colab's
+    `/content`, a course folder) writes next to itself, never into a checkout it did not
+    come from.
+    """
     cwd = Path.cwd()
-    return cwd.parent if cwd.name in ("notebooks", "benchmarks") else cwd
+    if cwd.name in ("notebooks", "benchmarks") and _is_vaekit_checkout(cwd.parent):
+        return cwd.parent
+    return cwd
+
+
+def _is_vaekit_checkout(folder: Path) -> bool:
+    try:
+        text = (folder / "pyproject.toml").read_text()
+    except OSError:
+        return False
+    return re.search(r'^name\s*=\s*"vaekit"', text, re.MULTILINE) is not None
 
 
 def output_dir(kind: str = "figures") -> Path:
     """Where a run writes `kind` ("figures", "predictions").
 
-    Full runs write into the project; quick runs into a temporary folder, so that
-    running the tests never overwrites the committed results of full runs.
+    Full runs write into `project_root() / kind`; quick runs into a temporary folder,
+    so that running the tests never overwrites the committed results of full runs.
     """
     if quick_mode():
         path = Path(tempfile.gettempdir()) / "vaekit-quick" / kind
