@@ -1,9 +1,9 @@
 """What every notebook and script does before and after training.
 
-Seeding, quick mode (small subsets for CI), where figures and predictions go, a
-printout of the versions and hardware a run used, a loop over run configs that
-collects one results table, and `fit_resumable`, a `fit` that picks up where a
-stopped run left off.
+Quick mode (small subsets for CI), where figures and predictions go, a printout
+of the versions and hardware a run used, a loop over run configs that collects one
+results table, and `fit_resumable`, a `fit` that picks up where a stopped run left
+off. (Seed a run with `keras.utils.set_random_seed`; the metrics are in `evaluate`.)
 """
 
 from __future__ import annotations
@@ -84,13 +84,8 @@ def output_dir(kind: str = "figures") -> Path:
     return path
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and the backend (`keras.utils.set_random_seed`)."""
-    keras.utils.set_random_seed(int(seed))
-
-
-def describe_run(seed: int | None = None) -> str:
-    """One line each for the versions, backend, device and seed a run used; printed and returned."""
+def describe_run(seed: int | None = None) -> None:
+    """Print one line each for the versions, backend, device and seed a run used."""
     backend = keras.backend.backend()
     lines = [
         f"python {platform.python_version()}, keras {keras.__version__}, numpy {np.__version__}",
@@ -98,9 +93,7 @@ def describe_run(seed: int | None = None) -> str:
         f"platform {platform.platform()}, {os.cpu_count()} CPU cores",
         f"seed {seed}, quick mode {'on' if quick_mode() else 'off'}",
     ]
-    text = "\n".join(lines)
-    print(text)
-    return text
+    print("\n".join(lines))
 
 
 def run_grid(configs: Mapping[str, Mapping], run: Callable[..., Mapping], seed: int = 42) -> pd.DataFrame:
@@ -111,11 +104,21 @@ def run_grid(configs: Mapping[str, Mapping], run: Callable[..., Mapping], seed: 
     """
     rows = []
     for name, config in configs.items():
-        set_seed(seed)
+        keras.utils.set_random_seed(seed)
         results = run(**config)
         scalars = {k: v for k, v in results.items() if np.isscalar(v)}
         rows.append({"run": name, **config, **scalars})
     return pd.DataFrame(rows).set_index("run")
+
+
+def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
+    """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
+    path = Path(path)
+    frame.to_csv(path.with_suffix(".csv"))
+    # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
+    integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
+    path.with_suffix(".md").write_text(frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
+    return frame
 
 
 def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
@@ -233,67 +236,3 @@ def _device(backend: str) -> str:
     except Exception:  # a device query must never stop a run
         pass
     return "unknown"
-
-
-def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
-    """Test reconstruction error on scales that compare across models.
-
-    Per-pixel BCE and MSE (means over pixels and images) and BCE summed over the
-    pixels of an image (nats per image, the VAE's reconstruction term).
-    """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    r = np.clip(np.asarray(reconstruction, dtype=np.float64).reshape(len(x), -1), 1e-7, 1 - 1e-7)
-    bce = -(x * np.log(r) + (1 - x) * np.log(1 - r))
-    return {
-        "bce_per_pixel": float(bce.mean()),
-        "mse_per_pixel": float(np.mean((x - r) ** 2)),
-        "bce_nats_per_image": float(bce.sum(axis=1).mean()),
-    }
-
-
-def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
-    """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
-    path = Path(path)
-    frame.to_csv(path.with_suffix(".csv"))
-    # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
-    integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
-    path.with_suffix(".md").write_text(frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
-    return frame
-
-
-def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of "score above threshold means anomaly", every threshold.
-
-    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error) and
-    `is_anomaly` the true labels (1/True = anomaly). Thresholds run over the distinct scores
-    from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
-    both starting at 0 and ending at 1. NumPy only.
-    """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
-    if scores.shape != is_anomaly.shape:
-        raise ValueError(f"`scores` and `is_anomaly` must have the same length, got {scores.shape} and {is_anomaly.shape}.")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("`scores` must be finite.")
-    positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
-    if positives == 0 or negatives == 0:
-        raise ValueError("ROC needs at least one anomaly and one normal example.")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_anomaly = scores[order], is_anomaly[order]
-    # The last index of each run of equal scores: a threshold admits a tie all at once.
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(is_anomaly)[last_of_tie]
-    false_positives = (last_of_tie + 1) - true_positives
-    fpr = np.r_[0.0, false_positives / negatives]
-    tpr = np.r_[0.0, true_positives / positives]
-    return fpr, tpr
-
-
-def roc_auc(scores, is_anomaly) -> float:
-    """Area under the ROC curve: the probability that a random anomaly scores above a random
-    normal example, ties counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)).
-
-    0.5 is chance, 1.0 a perfect ranking. Arguments as in `roc_curve`. NumPy only.
-    """
-    fpr, tpr = roc_curve(scores, is_anomaly)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: exact for a step curve with ties
