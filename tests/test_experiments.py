@@ -1,4 +1,4 @@
-"""Quick mode, epoch caps, output folders, run grids and results tables."""
+"""Quick mode, epoch caps, output folders, results tables and resumable runs."""
 
 import os
 
@@ -58,17 +58,6 @@ def test_a_notebooks_folder_outside_a_vaekit_checkout_writes_next_to_itself(monk
 def test_any_other_folder_is_its_own_project_root(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert experiments.project_root() == tmp_path
-
-
-def test_run_grid_reseeds_each_run_and_collects_one_row_per_config():
-    def run(scale):
-        return {"draw": float(np.random.rand()) * scale, "history": [1, 2]}
-
-    table = experiments.run_grid({"a": {"scale": 1.0}, "b": {"scale": 1.0}, "c": {"scale": 2.0}}, run, seed=3)
-    assert list(table.index) == ["a", "b", "c"]
-    assert list(table.columns) == ["scale", "draw"]  # non-scalar results stay out
-    assert table.loc["a", "draw"] == table.loc["b", "draw"]
-    assert table.loc["c", "draw"] == pytest.approx(2 * table.loc["a", "draw"])
 
 
 def test_save_table_writes_csv_and_markdown(tmp_path):

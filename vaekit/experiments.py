@@ -1,9 +1,9 @@
 """What every notebook and script does before and after training.
 
 Quick mode (small subsets for CI), where figures and predictions go, a printout
-of the versions and hardware a run used, a loop over run configs that collects one
-results table, and `fit_resumable`, a `fit` that picks up where a stopped run left
-off. (Seed a run with `keras.utils.set_random_seed`; the metrics are in `evaluate`.)
+of the versions and hardware a run used, results tables, and `fit_resumable`, a
+`fit` that picks up where a stopped run left off. Seed a run with
+`keras.utils.set_random_seed`; the metrics are in `evaluate`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import platform
 import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -94,21 +94,6 @@ def describe_run(seed: int | None = None) -> None:
         f"seed {seed}, quick mode {'on' if quick_mode() else 'off'}",
     ]
     print("\n".join(lines))
-
-
-def run_grid(configs: Mapping[str, Mapping], run: Callable[..., Mapping], seed: int = 42) -> pd.DataFrame:
-    """Call `run(**config)` for each named config, reseeding first; one table row per run.
-
-    `run` returns a mapping of results (numbers go into the table). The frame is
-    indexed by run name, config columns first.
-    """
-    rows = []
-    for name, config in configs.items():
-        keras.utils.set_random_seed(seed)
-        results = run(**config)
-        scalars = {k: v for k, v in results.items() if np.isscalar(v)}
-        rows.append({"run": name, **config, **scalars})
-    return pd.DataFrame(rows).set_index("run")
 
 
 def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
