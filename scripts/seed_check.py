@@ -61,7 +61,7 @@ def train_and_measure(x_train, x_test, model: str, latent_dim: int, hidden_units
         network.compile(optimizer=optimizer, loss=vaekit.reconstruction_loss)
         network.fit(x_train, x_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
         reconstruction = network.predict(x_test, batch_size=1000, verbose=0)
-        recon = experiments.reconstruction_metrics(x_test, reconstruction)["bce_nats_per_image"]
+        recon = evaluate.reconstruction_metrics(x_test, reconstruction)["bce_nats_per_image"]
         kl = total = np.nan
     else:
         vae.compile(optimizer=optimizer)
@@ -90,7 +90,7 @@ def main(argv=None) -> pd.DataFrame:
         x_test = x_test[:limit]
         print(f"--- {name}: {config['model']} d={config['latent_dim']} on {config['dataset']}, {epochs} epochs, seed {seed}",
               flush=True)
-        experiments.set_seed(seed)
+        keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         measured = train_and_measure(x_train, x_test, config["model"], config["latent_dim"], config["hidden_units"],
                                      epochs)

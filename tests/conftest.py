@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter hides test output
+os.environ.setdefault("MPLBACKEND", "Agg")  # no windows from the plot tests; vaekit leaves the backend to matplotlib
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # import vaekit from this checkout, installed or not
     sys.path.insert(0, str(ROOT))

@@ -1,4 +1,4 @@
-"""Argument checks shared by the builders, the VAE and the data helpers.
+"""Argument checks shared by the builders and the data helpers.
 
 Each check raises early with a message that names the argument, the value it got
 and what is accepted, so a wrong setting never surfaces as a deep backend traceback.
@@ -6,8 +6,10 @@ and what is accepted, so a wrong setting never surfaces as a deep backend traceb
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -133,28 +135,23 @@ def is_functional(model) -> bool:
     return isinstance(model, keras.Model) and getattr(model, "outputs", None) is not None
 
 
-def vae_parts(encoder, decoder) -> None:
-    """Check that `encoder` maps x -> (z_mean, z_log_var, z) and `decoder` takes z.
+def checked(builder: Callable, check: Callable[..., dict]) -> Callable:
+    """`builder` that first passes all its arguments (defaults filled in) through `check`.
 
-    Functional models are checked for shapes; subclassed ones only for type, since
-    their shapes are unknown until they are called.
+    `check` takes the builder's arguments by name and returns them checked (raising a
+    clear error otherwise) and normalised; the builder is then called with those. The
+    result keeps the builder's name, docstring and signature, and `inspect.getsource`
+    of it gives the builder's own source (through `__wrapped__`).
     """
-    import keras  # here, not at the top: the data helpers use this module without keras
+    signature = inspect.signature(builder)
 
-    for name, part in (("encoder", encoder), ("decoder", decoder)):
-        if not isinstance(part, keras.layers.Layer):
-            raise TypeError(f"`{name}` must be a keras.Model or keras layer, got {type(part).__name__}.")
-    if not is_functional(encoder):
-        return
-    outputs = encoder.outputs
-    if len(outputs) != 3:
-        raise ValueError(
-            f"`encoder` must return three tensors (z_mean, z_log_var, z), got {len(outputs)} outputs."
-        )
-    latent = tuple(outputs[2].shape[1:])
-    decoder_inputs = decoder.inputs if is_functional(decoder) else None
-    if decoder_inputs and tuple(decoder_inputs[0].shape[1:]) != latent:
-        raise ValueError(
-            f"`decoder` takes inputs of shape {tuple(decoder_inputs[0].shape[1:])} but the encoder's z "
-            f"has shape {latent}; they must match."
-        )
+    @functools.wraps(builder)
+    def checked_builder(*args, **kwargs):
+        try:
+            arguments = signature.bind(*args, **kwargs)
+        except TypeError as error:  # Python's own message lacks the function's name
+            raise TypeError(f"{builder.__name__}() {error}; it takes {list(signature.parameters)}.") from None
+        arguments.apply_defaults()
+        return builder(**check(**arguments.arguments))
+
+    return checked_builder

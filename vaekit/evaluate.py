@@ -2,7 +2,9 @@
 
 `elbo` gives the negative ELBO (one posterior sample, as in training); `iwae_nll`
 gives the tighter importance-weighted estimate of -log p(x) that papers report;
-`active_units` counts the latent dimensions the encoder uses.
+`active_units` counts the latent dimensions the encoder uses. For any autoencoder,
+`reconstruction_metrics` scores reconstructions on comparable scales, and `roc_curve`
+and `roc_auc` measure how well a score (e.g. reconstruction error) ranks anomalies.
 """
 
 from __future__ import annotations
@@ -178,3 +180,59 @@ def _iwae_nll_batch(weigher: _ImportanceWeights, x: np.ndarray, batch_size: int,
     # Surplus draws of the last call are dropped, so exactly k enter the mean.
     log_weights = np.concatenate(log_weights, axis=1)[:, :k]
     return -ops.convert_to_numpy(log_mean_exp(log_weights, axis=1))
+
+
+# --- Reconstruction error and anomaly ranking (any autoencoder; NumPy only) --------------
+
+def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
+    """Test reconstruction error on scales that compare across models.
+
+    Per-pixel BCE and MSE (means over pixels and images) and BCE summed over the
+    pixels of an image (nats per image, the VAE's reconstruction term).
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    r = np.clip(np.asarray(reconstruction, dtype=np.float64).reshape(len(x), -1), 1e-7, 1 - 1e-7)
+    bce = -(x * np.log(r) + (1 - x) * np.log(1 - r))
+    return {
+        "bce_per_pixel": float(bce.mean()),
+        "mse_per_pixel": float(np.mean((x - r) ** 2)),
+        "bce_nats_per_image": float(bce.sum(axis=1).mean()),
+    }
+
+
+def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates of "score above threshold means anomaly", every threshold.
+
+    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error) and
+    `is_anomaly` the true labels (1/True = anomaly). Thresholds run over the distinct scores
+    from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
+    both starting at 0 and ending at 1. NumPy only.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
+    if scores.shape != is_anomaly.shape:
+        raise ValueError(f"`scores` and `is_anomaly` must have the same length, got {scores.shape} and {is_anomaly.shape}.")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("`scores` must be finite.")
+    positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError("ROC needs at least one anomaly and one normal example.")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, is_anomaly = scores[order], is_anomaly[order]
+    # The last index of each run of equal scores: a threshold admits a tie all at once.
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_positives = np.cumsum(is_anomaly)[last_of_tie]
+    false_positives = (last_of_tie + 1) - true_positives
+    fpr = np.r_[0.0, false_positives / negatives]
+    tpr = np.r_[0.0, true_positives / positives]
+    return fpr, tpr
+
+
+def roc_auc(scores, is_anomaly) -> float:
+    """Area under the ROC curve: the probability that a random anomaly scores above a random
+    normal example, ties counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)).
+
+    0.5 is chance, 1.0 a perfect ranking. Arguments as in `roc_curve`. NumPy only.
+    """
+    fpr, tpr = roc_curve(scores, is_anomaly)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: exact for a step curve with ties

@@ -1,9 +1,9 @@
 """What every notebook and script does before and after training.
 
-Seeding, quick mode (small subsets for CI), where figures and predictions go, a
-printout of the versions and hardware a run used, a loop over run configs that
-collects one results table, and `fit_resumable`, a `fit` that picks up where a
-stopped run left off.
+Quick mode (small subsets for CI), where figures and predictions go, a printout
+of the versions and hardware a run used, results tables, and `fit_resumable`, a
+`fit` that picks up where a stopped run left off. Seed a run with
+`keras.utils.set_random_seed`; the metrics are in `evaluate`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -47,16 +48,33 @@ def epochs(seed_epochs: int) -> int:
 
 
 def project_root() -> Path:
-    """The folder holding `figures/` and `predictions/`: the parent of `notebooks/`, else the cwd."""
+    """The folder that receives `figures/`, `predictions/`, `runs/`: where the notebook runs.
+
+    The one exception is this repository's own `notebooks/` (or `benchmarks/`) folder,
+    recognised by a `pyproject.toml` naming vaekit beside it: there the outputs go to the
+    repository's `figures/` and `predictions/`. A notebook copied anywhere else (Colab's
+    `/content`, a course folder) writes next to itself, never into a checkout it did not
+    come from.
+    """
     cwd = Path.cwd()
-    return cwd.parent if cwd.name in ("notebooks", "benchmarks") else cwd
+    if cwd.name in ("notebooks", "benchmarks") and _is_vaekit_checkout(cwd.parent):
+        return cwd.parent
+    return cwd
+
+
+def _is_vaekit_checkout(folder: Path) -> bool:
+    try:
+        text = (folder / "pyproject.toml").read_text()
+    except OSError:
+        return False
+    return re.search(r'^name\s*=\s*"vaekit"', text, re.MULTILINE) is not None
 
 
 def output_dir(kind: str = "figures") -> Path:
     """Where a run writes `kind` ("figures", "predictions").
 
-    Full runs write into the project; quick runs into a temporary folder, so that
-    running the tests never overwrites the committed results of full runs.
+    Full runs write into `project_root() / kind`; quick runs into a temporary folder,
+    so that running the tests never overwrites the committed results of full runs.
     """
     if quick_mode():
         path = Path(tempfile.gettempdir()) / "vaekit-quick" / kind
@@ -66,13 +84,8 @@ def output_dir(kind: str = "figures") -> Path:
     return path
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and the backend (`keras.utils.set_random_seed`)."""
-    keras.utils.set_random_seed(int(seed))
-
-
-def describe_run(seed: int | None = None) -> str:
-    """One line each for the versions, backend, device and seed a run used; printed and returned."""
+def describe_run(seed: int | None = None) -> None:
+    """Print one line each for the versions, backend, device and seed a run used."""
     backend = keras.backend.backend()
     lines = [
         f"python {platform.python_version()}, keras {keras.__version__}, numpy {np.__version__}",
@@ -80,24 +93,17 @@ def describe_run(seed: int | None = None) -> str:
         f"platform {platform.platform()}, {os.cpu_count()} CPU cores",
         f"seed {seed}, quick mode {'on' if quick_mode() else 'off'}",
     ]
-    text = "\n".join(lines)
-    print(text)
-    return text
+    print("\n".join(lines))
 
 
-def run_grid(configs: Mapping[str, Mapping], run: Callable[..., Mapping], seed: int = 42) -> pd.DataFrame:
-    """Call `run(**config)` for each named config, reseeding first; one table row per run.
-
-    `run` returns a mapping of results (numbers go into the table). The frame is
-    indexed by run name, config columns first.
-    """
-    rows = []
-    for name, config in configs.items():
-        set_seed(seed)
-        results = run(**config)
-        scalars = {k: v for k, v in results.items() if np.isscalar(v)}
-        rows.append({"run": name, **config, **scalars})
-    return pd.DataFrame(rows).set_index("run")
+def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
+    """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
+    path = Path(path)
+    frame.to_csv(path.with_suffix(".csv"))
+    # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
+    integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
+    path.with_suffix(".md").write_text(frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
+    return frame
 
 
 def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
@@ -215,67 +221,3 @@ def _device(backend: str) -> str:
     except Exception:  # a device query must never stop a run
         pass
     return "unknown"
-
-
-def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
-    """Test reconstruction error on scales that compare across models.
-
-    Per-pixel BCE and MSE (means over pixels and images) and BCE summed over the
-    pixels of an image (nats per image, the VAE's reconstruction term).
-    """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    r = np.clip(np.asarray(reconstruction, dtype=np.float64).reshape(len(x), -1), 1e-7, 1 - 1e-7)
-    bce = -(x * np.log(r) + (1 - x) * np.log(1 - r))
-    return {
-        "bce_per_pixel": float(bce.mean()),
-        "mse_per_pixel": float(np.mean((x - r) ** 2)),
-        "bce_nats_per_image": float(bce.sum(axis=1).mean()),
-    }
-
-
-def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
-    """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
-    path = Path(path)
-    frame.to_csv(path.with_suffix(".csv"))
-    # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
-    integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
-    path.with_suffix(".md").write_text(frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
-    return frame
-
-
-def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of "score above threshold means anomaly", every threshold.
-
-    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error) and
-    `is_anomaly` the true labels (1/True = anomaly). Thresholds run over the distinct scores
-    from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
-    both starting at 0 and ending at 1. NumPy only.
-    """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
-    if scores.shape != is_anomaly.shape:
-        raise ValueError(f"`scores` and `is_anomaly` must have the same length, got {scores.shape} and {is_anomaly.shape}.")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("`scores` must be finite.")
-    positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
-    if positives == 0 or negatives == 0:
-        raise ValueError("ROC needs at least one anomaly and one normal example.")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, is_anomaly = scores[order], is_anomaly[order]
-    # The last index of each run of equal scores: a threshold admits a tie all at once.
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_positives = np.cumsum(is_anomaly)[last_of_tie]
-    false_positives = (last_of_tie + 1) - true_positives
-    fpr = np.r_[0.0, false_positives / negatives]
-    tpr = np.r_[0.0, true_positives / positives]
-    return fpr, tpr
-
-
-def roc_auc(scores, is_anomaly) -> float:
-    """Area under the ROC curve: the probability that a random anomaly scores above a random
-    normal example, ties counting one half (the Mann-Whitney U statistic / (n_pos * n_neg)).
-
-    0.5 is chance, 1.0 a perfect ranking. Arguments as in `roc_curve`. NumPy only.
-    """
-    fpr, tpr = roc_curve(scores, is_anomaly)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # trapezoids: exact for a step curve with ties

@@ -1,23 +1,28 @@
 """Model builders: one function per architecture in the source documents.
 
 Every builder takes images shaped `input_shape` (flattening inside where the seed's
-network is fully connected), returns a named, uncompiled `keras.Model` whose output
-has the input's shape, and checks its arguments before building anything. The
-autoencoders hold their halves as layers named "encoder" and "decoder"; the VAEs
-expose them as `.encoder` and `.decoder`. `deterministic_autoencoder` turns a VAE
-into its noise-free baseline.
+network is fully connected) and returns a named, uncompiled `keras.Model` whose output
+has the input's shape. Autoencoder builders start with `input_shape`, VAE builders
+with `latent_dim`; the VAEs also take `beta` and `reconstruction` (see `vaekit.VAE`).
+
+**The encoder of any model** is `model.get_layer("encoder")` (x -> code; for a VAE,
+x -> (z_mean, z_log_var, z)) and its decoder `model.get_layer("decoder")`; a VAE also
+has them as `vae.encoder` and `vae.decoder`.
+
+**Copying a builder.** Each builder is plain Keras: an autoencoder builder needs only
+`import keras`, a VAE builder the `Sampling` layer and `VAE` class of `vaekit/vae.py`.
+Paste one function (with `vae.py` for a VAE) into a file of your own and it builds and
+trains without vaekit. vaekit itself checks every argument before anything is built and
+raises an error that names it: the checks wrap the builders at the bottom of this file,
+so a builder's source (`inspect.getsource(vaekit.conv_vae)`) stays the plain function.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import keras
-from keras import layers
 
 from vaekit import _checks
-from vaekit.vae import VAE, Sampling
+from vaekit.vae import RECONSTRUCTION_LOSSES, VAE, Sampling
 
 
 def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
@@ -27,77 +32,57 @@ def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
     -Conv(1, sigmoid); 3x3 kernels, ReLU, "same" padding. 28,353 parameters by default.
     Train with binary cross-entropy, Adam, batch 256, 10 epochs.
     """
-    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=4)
-    filters = _checks.positive_int("filters", filters)
-
-    inputs = keras.Input(shape=(height, width, channels))
-    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(inputs)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
-    code = layers.MaxPooling2D(2)(x)
+    inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+    code = keras.layers.MaxPooling2D(2)(x)
     encoder = keras.Model(inputs, code, name="encoder")
 
     code_inputs = keras.Input(shape=code.shape[1:])
-    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(code_inputs)
-    x = layers.UpSampling2D(2)(x)
-    x = layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
-    x = layers.UpSampling2D(2)(x)
-    outputs = layers.Conv2D(channels, 3, activation="sigmoid", padding="same")(x)
+    x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(code_inputs)
+    x = keras.layers.UpSampling2D(2)(x)
+    x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(x)
+    x = keras.layers.UpSampling2D(2)(x)
+    outputs = keras.layers.Conv2D(input_shape[-1], 3, activation="sigmoid", padding="same")(x)
     decoder = keras.Model(code_inputs, outputs, name="decoder")
 
     return keras.Model(inputs, decoder(encoder(inputs)), name="conv_autoencoder")
 
 
-def conv_encoder(input_shape=(28, 28, 1), latent_dim: int = 2, hidden_units: int = 16,
-                 filters=(32, 64), seed: int | None = None) -> keras.Model:
-    """The conv VAE's encoder: x -> (z_mean, z_log_var, z). See `conv_vae`."""
-    filters = _checks.positive_ints("filters", filters)
-    input_shape = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-    hidden_units = _checks.positive_int("hidden_units", hidden_units)
-    seed = _checks.optional_seed("seed", seed)
-    inputs = keras.Input(shape=input_shape)
-    x = inputs
-    for n in filters:
-        x = layers.Conv2D(n, 3, strides=2, activation="relu", padding="same")(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(hidden_units, activation="relu")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
-    return keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
-
-
-def conv_decoder(input_shape=(28, 28, 1), latent_dim: int = 2, filters=(32, 64)) -> keras.Model:
-    """The conv VAE's decoder: z -> x, mirroring `conv_encoder`. See `conv_vae`."""
-    filters = _checks.positive_ints("filters", filters)
-    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-    scale = 2 ** len(filters)
-    latent_inputs = keras.Input(shape=(latent_dim,))
-    x = layers.Dense((height // scale) * (width // scale) * filters[-1], activation="relu")(latent_inputs)
-    x = layers.Reshape((height // scale, width // scale, filters[-1]))(x)
-    for n in reversed(filters):
-        x = layers.Conv2DTranspose(n, 3, strides=2, activation="relu", padding="same")(x)
-    outputs = layers.Conv2DTranspose(channels, 3, activation="sigmoid", padding="same")(x)
-    return keras.Model(latent_inputs, outputs, name="decoder")
-
-
-def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1),
-             filters=(32, 64), seed: int | None = None, **vae_options) -> VAE:
+def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1), filters=(32, 64),
+             seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce") -> VAE:
     """Seed-000's convolutional VAE, the keras.io example's architecture.
 
     Encoder Conv(32, s2)-Conv(64, s2)-Flatten-Dense(hidden_units)-(z_mean, z_log_var)-Sampling;
     decoder Dense(7*7*64)-Reshape-ConvT(64, s2)-ConvT(32, s2)-ConvT(channels, sigmoid).
     Defaults give 69,076 + 65,089 = 134,165 parameters. `hidden_units=128` is seed-003's
     ablation model; `input_shape=(32, 32, 3), hidden_units=1024, latent_dim=200` is
-    seed-004's SVHN model. `vae_options` (`beta`, `reconstruction`) go to `VAE`.
+    seed-004's SVHN model. `beta` and `reconstruction` go to `VAE`.
     Train with Adam 1e-3, batch 128, 20 epochs.
     """
-    # conv_encoder checks every argument first, before any layer is built.
-    encoder = conv_encoder(input_shape, latent_dim, hidden_units, filters, seed)
-    decoder = conv_decoder(input_shape, latent_dim, filters)
-    return VAE(encoder, decoder, name="conv_vae", **vae_options)
+    height, width, channels = input_shape
+    inputs = keras.Input(shape=(height, width, channels))
+    x = inputs
+    for n in filters:
+        x = keras.layers.Conv2D(n, 3, strides=2, activation="relu", padding="same")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(hidden_units, activation="relu")(x)
+    z_mean = keras.layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = keras.layers.Dense(latent_dim, name="z_log_var")(x)
+    z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
+    encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
+
+    scale = 2 ** len(filters)  # each strided convolution halves the height and width
+    latent_inputs = keras.Input(shape=(latent_dim,))
+    x = keras.layers.Dense((height // scale) * (width // scale) * filters[-1], activation="relu")(latent_inputs)
+    x = keras.layers.Reshape((height // scale, width // scale, filters[-1]))(x)
+    for n in reversed(filters):
+        x = keras.layers.Conv2DTranspose(n, 3, strides=2, activation="relu", padding="same")(x)
+    outputs = keras.layers.Conv2DTranspose(channels, 3, activation="sigmoid", padding="same")(x)
+    decoder = keras.Model(latent_inputs, outputs, name="decoder")
+
+    return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, name="conv_vae")
 
 
 def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder") -> keras.Model:
@@ -106,14 +91,10 @@ def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder")
     The like-for-like baseline of seed-003: compile it with `reconstruction_loss` and the
     same optimizer, and the only difference from the VAE is the noise and the KL term.
     The layers are shared with `vae`, not copied. The log-variance head is left out, so
-    the optimizer does not look for gradients it can never have.
+    the optimizer does not look for gradients it can never have. `vae.encoder` must be
+    a functional model whose first output is z_mean, as every vaekit VAE's is.
     """
-    if not isinstance(vae, VAE):
-        raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
-    if not _checks.is_functional(vae.encoder):
-        raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
-                        f"got a subclassed {type(vae.encoder).__name__}.")
-    mean_encoder = keras.Model(vae.encoder.inputs, vae.encoder.outputs[0], name="mean_encoder")
+    mean_encoder = keras.Model(vae.encoder.inputs, vae.encoder.outputs[0], name="encoder")
     inputs = keras.Input(shape=vae.encoder.input_shape[1:])
     return keras.Model(inputs, vae.decoder(mean_encoder(inputs)), name=name)
 
@@ -124,23 +105,20 @@ def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: 
     784-144(relu)-72(relu)-48(tanh) and back 72(tanh)-144(tanh)-784(sigmoid);
     254,704 parameters by default. Train with MSE, Adam 1.5e-3, batch 300, 12 epochs.
     """
-    input_shape = _checks.image_shape("input_shape", input_shape)
-    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-
+    height, width, channels = input_shape
     inputs = keras.Input(shape=input_shape)
-    x = layers.Flatten()(inputs)
+    x = keras.layers.Flatten()(inputs)
     for units in hidden_units:
-        x = layers.Dense(units, activation="relu")(x)
-    code = layers.Dense(latent_dim, activation="tanh")(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
+    code = keras.layers.Dense(latent_dim, activation="tanh")(x)
     encoder = keras.Model(inputs, code, name="encoder")
 
     code_inputs = keras.Input(shape=(latent_dim,))
     x = code_inputs
     for units in reversed(hidden_units):
-        x = layers.Dense(units, activation="tanh")(x)
-    x = layers.Dense(math.prod(input_shape), activation="sigmoid")(x)
-    decoder = keras.Model(code_inputs, layers.Reshape(input_shape)(x), name="decoder")
+        x = keras.layers.Dense(units, activation="tanh")(x)
+    x = keras.layers.Dense(height * width * channels, activation="sigmoid")(x)
+    decoder = keras.Model(code_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
     return keras.Model(inputs, decoder(encoder(inputs)), name="fc_autoencoder")
 
@@ -151,22 +129,19 @@ def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_di
     12288-1024-256-64 (ReLU throughout, the code included) and back 256-1024-12288 (tanh);
     25,737,792 parameters by default. The reconstruction error is the anomaly score.
     """
-    input_shape = _checks.image_shape("input_shape", input_shape)
-    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-
+    height, width, channels = input_shape
     inputs = keras.Input(shape=input_shape)
-    x = layers.Flatten()(inputs)
+    x = keras.layers.Flatten()(inputs)
     for units in (*hidden_units, latent_dim):
-        x = layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
     encoder = keras.Model(inputs, x, name="encoder")
 
     code_inputs = keras.Input(shape=(latent_dim,))
     x = code_inputs
     for units in reversed(hidden_units):
-        x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(math.prod(input_shape), activation="tanh")(x)
-    decoder = keras.Model(code_inputs, layers.Reshape(input_shape)(x), name="decoder")
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(height * width * channels, activation="tanh")(x)
+    decoder = keras.Model(code_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
     return keras.Model(inputs, decoder(encoder(inputs)), name="fcn_autoencoder")
 
@@ -178,27 +153,24 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> k
     convolutions up, ReLU, tanh output; 47,355 parameters by default. PyTorch's
     padding=1 with kernel 4 and stride 2 is Keras' "same".
     """
-    filters = _checks.positive_ints("filters", filters)
-    height, width, channels = _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
-
-    inputs = keras.Input(shape=(height, width, channels))
+    inputs = keras.Input(shape=input_shape)
     x = inputs
     for n in filters:
-        x = layers.Conv2D(n, 4, strides=2, activation="relu", padding="same")(x)
+        x = keras.layers.Conv2D(n, 4, strides=2, activation="relu", padding="same")(x)
     encoder = keras.Model(inputs, x, name="encoder")
 
     code_inputs = keras.Input(shape=x.shape[1:])
     x = code_inputs
     for n in reversed(filters[:-1]):
-        x = layers.Conv2DTranspose(n, 4, strides=2, activation="relu", padding="same")(x)
-    outputs = layers.Conv2DTranspose(channels, 4, strides=2, activation="tanh", padding="same")(x)
+        x = keras.layers.Conv2DTranspose(n, 4, strides=2, activation="relu", padding="same")(x)
+    outputs = keras.layers.Conv2DTranspose(input_shape[-1], 4, strides=2, activation="tanh", padding="same")(x)
     decoder = keras.Model(code_inputs, outputs, name="decoder")
 
     return keras.Model(inputs, decoder(encoder(inputs)), name="strided_conv_autoencoder")
 
 
-def fc_vae(latent_dim: int = 20, hidden_units: int | Sequence[int] = 400, input_shape=(28, 28, 1),
-           seed: int | None = None, **vae_options) -> VAE:
+def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, input_shape=(28, 28, 1),
+           seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce") -> VAE:
     """Seed-002's fully connected VAE.
 
     Encoder 784-hidden_units(relu)-(z_mean, z_log_var); decoder latent-hidden_units(relu)
@@ -211,25 +183,87 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | Sequence[int] = 400, input_
     `fc_vae(latent_dim=50, hidden_units=(200, 200))` is the one-stochastic-layer VAE of
     Burda et al. (2016), the usual baseline for binarised-MNIST likelihoods (notebook 08).
     """
-    input_shape = _checks.image_shape("input_shape", input_shape)
-    latent_dim = _checks.positive_int("latent_dim", latent_dim)
-    hidden_units = _checks.positive_ints("hidden_units", hidden_units)
-    seed = _checks.optional_seed("seed", seed)
-
+    hidden_units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
+    height, width, channels = input_shape
     inputs = keras.Input(shape=input_shape)
-    x = layers.Flatten()(inputs)
+    x = keras.layers.Flatten()(inputs)
     for units in hidden_units:
-        x = layers.Dense(units, activation="relu")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+        x = keras.layers.Dense(units, activation="relu")(x)
+    z_mean = keras.layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = keras.layers.Dense(latent_dim, name="z_log_var")(x)
     z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
     encoder = keras.Model(inputs, [z_mean, z_log_var, z], name="encoder")
 
     latent_inputs = keras.Input(shape=(latent_dim,))
     x = latent_inputs
     for units in reversed(hidden_units):
-        x = layers.Dense(units, activation="relu")(x)
-    x = layers.Dense(math.prod(input_shape), activation="sigmoid")(x)
-    decoder = keras.Model(latent_inputs, layers.Reshape(input_shape)(x), name="decoder")
+        x = keras.layers.Dense(units, activation="relu")(x)
+    x = keras.layers.Dense(height * width * channels, activation="sigmoid")(x)
+    decoder = keras.Model(latent_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
-    return VAE(encoder, decoder, name="fc_vae", **vae_options)
+    return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, name="fc_vae")
+
+
+# --- vaekit's argument checks -----------------------------------------------------------
+# Each function below takes a builder's arguments (defaults filled in) and returns them
+# checked and normalised (tuples of ints); `_checks.checked` runs it before the builder.
+
+
+def _image_and_filters(input_shape, filters):
+    """The shape must halve once per strided layer, so its sides divide by 2 ** len(filters)."""
+    filters = _checks.positive_ints("filters", filters)
+    return _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters)), filters
+
+
+def _vae_options(latent_dim, seed, beta, reconstruction):
+    return dict(latent_dim=_checks.positive_int("latent_dim", latent_dim), seed=_checks.optional_seed("seed", seed),
+                beta=_checks.non_negative_float("beta", beta),
+                reconstruction=_checks.one_of("reconstruction", reconstruction, RECONSTRUCTION_LOSSES))
+
+
+def _check_conv_autoencoder(input_shape, filters):
+    return dict(input_shape=_checks.image_shape("input_shape", input_shape, divisible_by=4),
+                filters=_checks.positive_int("filters", filters))
+
+
+def _check_conv_vae(latent_dim, hidden_units, input_shape, filters, seed, beta, reconstruction):
+    input_shape, filters = _image_and_filters(input_shape, filters)
+    return dict(input_shape=input_shape, filters=filters, hidden_units=_checks.positive_int("hidden_units", hidden_units),
+                **_vae_options(latent_dim, seed, beta, reconstruction))
+
+
+def _check_deterministic_autoencoder(vae, name):
+    if not isinstance(vae, VAE):
+        raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
+    if not _checks.is_functional(vae.encoder):
+        raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
+                        f"got a subclassed {type(vae.encoder).__name__}.")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string, got {name!r}.")
+    return dict(vae=vae, name=name)
+
+
+def _check_dense_autoencoder(input_shape, hidden_units, latent_dim):
+    return dict(input_shape=_checks.image_shape("input_shape", input_shape),
+                hidden_units=_checks.positive_ints("hidden_units", hidden_units),
+                latent_dim=_checks.positive_int("latent_dim", latent_dim))
+
+
+def _check_strided_conv_autoencoder(input_shape, filters):
+    input_shape, filters = _image_and_filters(input_shape, filters)
+    return dict(input_shape=input_shape, filters=filters)
+
+
+def _check_fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruction):
+    return dict(input_shape=_checks.image_shape("input_shape", input_shape),
+                hidden_units=_checks.positive_ints("hidden_units", hidden_units),
+                **_vae_options(latent_dim, seed, beta, reconstruction))
+
+
+conv_autoencoder = _checks.checked(conv_autoencoder, _check_conv_autoencoder)
+conv_vae = _checks.checked(conv_vae, _check_conv_vae)
+deterministic_autoencoder = _checks.checked(deterministic_autoencoder, _check_deterministic_autoencoder)
+fc_autoencoder = _checks.checked(fc_autoencoder, _check_dense_autoencoder)
+fcn_autoencoder = _checks.checked(fcn_autoencoder, _check_dense_autoencoder)
+strided_conv_autoencoder = _checks.checked(strided_conv_autoencoder, _check_strided_conv_autoencoder)
+fc_vae = _checks.checked(fc_vae, _check_fc_vae)

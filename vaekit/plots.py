@@ -1,7 +1,7 @@
 """Figures for autoencoders and VAEs (matplotlib).
 
-Every function returns its `Figure` and, given `path`, also saves it as a PNG.
-Images may be (n, h, w), (n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour
+Every function returns its `Figure` and, given `path`, also saves it as a PNG
+(`save_figure`, which any figure of your own can use too). Images may be (n, h, w), (n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour
 images in [-1, 1] are shown by passing `value_range=(-1, 1)`.
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-import matplotlib
-
-if not os.environ.get("DISPLAY") and "inline" not in matplotlib.get_backend():
-    matplotlib.use("Agg")  # headless runs (CI, scripts) need no display
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
+
+from vaekit import evaluate
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
@@ -109,6 +109,27 @@ def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=No
     ax.set_ylabel(f"{axis_name}[1]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 2")
     ax.set_title(title or ("latent means" if axis_name == "z" else f"latent means, {axis_name}"))
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: tuple[float, float] = (5.5, 4.5),
+                       title: str | None = None, path=None):
+    """Several latent scatters side by side, `ncols` per row (one per model, say).
+
+    `panels` maps a panel title to `(z, labels)` or `(z, labels, class_names)`; each
+    is drawn by `plot_latent_scatter` (PCA for d > 2). Unused grid cells stay blank.
+    """
+    if not panels:
+        raise ValueError("`panels` is empty.")
+    ncols = min(ncols, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, (panel_title, (z, labels, *class_names)) in zip(axes.ravel(), panels.items()):
+        plot_latent_scatter(z, labels, ax=ax, title=panel_title, class_names=class_names[0] if class_names else None)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -225,10 +246,28 @@ def _imshow(ax, image, cmap, value_range):
         ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save `fig` to `path` (format from its suffix, e.g. .png), creating the folder; returns the path.
+
+    The figure is written under a temporary name and then renamed, so an interrupted
+    run never leaves a half-written image in place of the previous one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        fig.savefig(temporary, dpi=dpi, bbox_inches="tight")
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return path
+
+
 def _save(fig, path):
     if path is not None:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure(fig, path)
     return fig
 
 
@@ -309,3 +348,25 @@ def _tile(images: np.ndarray, ncols: int | None, fill: float) -> np.ndarray:
         r, c = divmod(k, ncols)
         canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
     return canvas
+
+
+def plot_roc(panels: Mapping[str, Mapping[str, tuple]], panel_size: tuple[float, float] = (5.2, 4.6), path=None):
+    """ROC curves, one panel per data split and one curve per model, AUC in the legend.
+
+    `panels` maps a panel title (the split) to `{model name: (scores, is_anomaly)}`;
+    higher scores mean more anomalous (see `evaluate.roc_curve`).
+    """
+    if not panels:
+        raise ValueError("`panels` is empty.")
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False)
+    for ax, (panel_title, curves) in zip(axes[0], panels.items()):
+        for name, (scores, is_anomaly) in curves.items():
+            fpr, tpr = evaluate.roc_curve(scores, is_anomaly)
+            ax.plot(fpr, tpr, label=f"{name} (AUC {evaluate.roc_auc(scores, is_anomaly):.3f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+        ax.set(title=panel_title, xlabel="false-positive rate (normal flagged)",
+               ylabel="true-positive rate (anomaly flagged)")
+        ax.grid(True, linestyle="--", alpha=0.5)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)

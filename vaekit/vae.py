@@ -7,15 +7,17 @@ Everything a VAE needs beyond its encoder and decoder is in this file:
 * `VAE.compute_loss` adds them up; Keras' own `fit` calls it on every backend.
 
 Model code uses `keras.ops` and `keras.random` only, so it runs unchanged on
-TensorFlow, JAX and PyTorch.
+TensorFlow, JAX and PyTorch. The file imports only Keras, so it can be copied into
+a project of its own together with any builder of `vaekit/models.py`.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import keras
 from keras import ops
-
-from vaekit import _checks
 
 RECONSTRUCTION_LOSSES = ("bce", "mse")
 
@@ -55,7 +57,8 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce"):
     per-image scale as the KL, as in Kingma & Welling (2014); averaging would make
     the KL ~784 times too heavy and the latent code collapse.
     """
-    _checks.one_of("kind", kind, RECONSTRUCTION_LOSSES)
+    if kind not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     if kind == "bce":
         per_pixel = ops.binary_crossentropy(x, reconstruction)
     else:
@@ -99,9 +102,15 @@ class VAE(keras.Model):
     def __init__(self, encoder: keras.Model, decoder: keras.Model, beta: float = 1.0,
                  reconstruction: str = "bce", **kwargs):
         super().__init__(**kwargs)
-        _checks.vae_parts(encoder, decoder)
-        self.beta = _checks.non_negative_float("beta", beta)
-        self.reconstruction = _checks.one_of("reconstruction", reconstruction, RECONSTRUCTION_LOSSES)
+        _check_parts(encoder, decoder)
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"`beta` must be a non-negative number, got {beta!r} ({type(beta).__name__}).")
+        if not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"`beta` must be a finite number >= 0, got {beta}.")
+        if reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"`reconstruction` must be one of {list(RECONSTRUCTION_LOSSES)}, got {reconstruction!r}.")
+        self.beta = float(beta)
+        self.reconstruction = reconstruction
         self.encoder = encoder
         self.decoder = decoder
         # `loss` itself is tracked by Keras; these two show the ELBO's parts.
@@ -110,7 +119,7 @@ class VAE(keras.Model):
         # Functional parts arrive built, so the VAE is too: weights load without a dummy
         # call. A subclassed encoder has no input shape until it is called; Keras builds
         # the VAE on its first call then.
-        if _checks.is_functional(encoder):
+        if _is_functional(encoder):
             self.build(encoder.input_shape)
 
     def build(self, input_shape):
@@ -142,3 +151,27 @@ class VAE(keras.Model):
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         config["decoder"] = keras.saving.deserialize_keras_object(config["decoder"])
         return cls(**config)
+
+
+def _is_functional(model) -> bool:
+    """True for a functional keras.Model, whose inputs and outputs are known before any call."""
+    return isinstance(model, keras.Model) and getattr(model, "outputs", None) is not None
+
+
+def _check_parts(encoder, decoder) -> None:
+    """Check that `encoder` maps x -> (z_mean, z_log_var, z) and `decoder` takes z.
+
+    Functional models are checked for shapes; subclassed ones only for type, since
+    their shapes are unknown until they are called.
+    """
+    for name, part in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(part, keras.layers.Layer):
+            raise TypeError(f"`{name}` must be a keras.Model or keras layer, got {type(part).__name__}.")
+    if not _is_functional(encoder):
+        return
+    if len(encoder.outputs) != 3:
+        raise ValueError(f"`encoder` must return three tensors (z_mean, z_log_var, z), got {len(encoder.outputs)} outputs.")
+    latent_shape = tuple(encoder.outputs[2].shape[1:])
+    if _is_functional(decoder) and tuple(decoder.inputs[0].shape[1:]) != latent_shape:
+        raise ValueError(f"`decoder` takes inputs of shape {tuple(decoder.inputs[0].shape[1:])} but the encoder's z "
+                         f"has shape {latent_shape}; they must match.")

@@ -1,0 +1,123 @@
+"""Copying a builder into coursework: its source (plus vae.py for a VAE) trains without vaekit.
+
+For every builder, the test writes the file a student would write (the builder's
+`inspect.getsource`, after `vaekit/vae.py` for the VAEs and after `import keras` for
+the autoencoders, then a few lines that build it small and train two steps) and runs
+it in a fresh Python where `import vaekit` fails.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import vaekit.models
+from tiny import ROOT, TINY_BUILDERS
+
+VAE_SOURCE = (ROOT / "vaekit" / "vae.py").read_text()
+
+# What the student's file does after the pasted code: build small, train two steps,
+# print the losses. VAEs train on x alone; autoencoders on (x, x).
+TRAIN_VAE = """
+model = {call}
+model.compile(optimizer="adam")
+history = model.fit(x, epochs=1, batch_size=2, verbose=0)
+"""
+TRAIN_AUTOENCODER = """
+model = {call}
+model.compile(optimizer="adam", loss="mse")
+history = model.fit(x, x, epochs=1, batch_size=2, verbose=0)
+"""
+DATA = "import numpy as np\nx = np.random.default_rng(0).random((4, *{shape})).astype('float32')\n"
+RESULT = "import json\nprint('LOSSES' + json.dumps(history.history['loss']))\n"
+
+
+def builder_call(name: str) -> str:
+    arguments = ", ".join(f"{key}={value!r}" for key, value in TINY_BUILDERS[name].items())
+    return f"{name}({arguments})"
+
+
+def pasted_file(name: str) -> str:
+    """The file a student writes for builder `name`."""
+    source = inspect.getsource(getattr(vaekit.models, name))
+    if name == "deterministic_autoencoder":  # it takes a VAE: paste one VAE builder with it
+        code = [VAE_SOURCE, inspect.getsource(vaekit.models.fc_vae), source]
+        shape, call = TINY_BUILDERS["fc_vae"]["input_shape"], f"deterministic_autoencoder({builder_call('fc_vae')})"
+        train = TRAIN_AUTOENCODER
+    elif name.endswith("_vae"):
+        code, shape, call, train = [VAE_SOURCE, source], TINY_BUILDERS[name]["input_shape"], builder_call(name), TRAIN_VAE
+    else:
+        code = ["import keras\n", source]
+        shape, call, train = TINY_BUILDERS[name]["input_shape"], builder_call(name), TRAIN_AUTOENCODER
+    return "\n\n".join(code) + "\n\n" + DATA.format(shape=shape) + train.format(call=call) + RESULT
+
+
+def public_builders() -> list[str]:
+    return sorted(name for name, value in vars(vaekit.models).items()
+                  if inspect.isfunction(value) and not name.startswith("_") and value.__module__ == "vaekit.models")
+
+
+# Each file runs in a fresh namespace of one fresh interpreter (one TensorFlow start-up
+# for all of them); `sys.modules["vaekit"] = None` makes any `import vaekit` fail.
+RUNNER = textwrap.dedent("""
+    import contextlib, io, json, runpy, sys, traceback
+    sys.modules["vaekit"] = None
+    results = {}
+    for path in sys.argv[1:]:
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                runpy.run_path(path, run_name="__main__")
+            results[path] = {"ok": True, "stdout": out.getvalue()}
+        except BaseException:
+            results[path] = {"ok": False, "stdout": out.getvalue(), "error": traceback.format_exc()}
+    print("RESULTS" + json.dumps(results))
+""")
+
+
+@pytest.fixture(scope="module")
+def pasted_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("coursework")
+    paths = {}
+    for name in public_builders():
+        paths[name] = folder / f"{name}_copy.py"
+        paths[name].write_text(pasted_file(name))
+    completed = subprocess.run([sys.executable, "-c", RUNNER, *map(str, paths.values())], cwd=folder,
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.split("RESULTS", 1)[1])
+    return {name: results[str(path)] for name, path in paths.items()}
+
+
+def test_every_builder_has_a_copy_recipe():
+    # A new builder must get TINY_BUILDERS settings, and with them this test.
+    assert set(public_builders()) - {"deterministic_autoencoder"} == set(TINY_BUILDERS)
+
+
+@pytest.mark.parametrize("name", public_builders())
+def test_pasted_builder_trains_without_vaekit(name, pasted_runs):
+    run = pasted_runs[name]
+    assert run["ok"], run.get("error")
+    losses = json.loads(run["stdout"].split("LOSSES", 1)[1])
+    assert len(losses) == 1 and math.isfinite(losses[0])
+
+
+def test_pasted_file_really_cannot_import_vaekit(tmp_path):
+    script = tmp_path / "uses_vaekit.py"
+    script.write_text("import vaekit\n")
+    completed = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+    result = json.loads(completed.stdout.split("RESULTS", 1)[1])[str(script)]
+    assert not result["ok"] and "import of vaekit halted" in result["error"]
+
+
+def test_builder_code_below_its_docstring_never_mentions_vaekit():
+    for name in public_builders():
+        source = inspect.getsource(getattr(vaekit.models, name))
+        assert "_checks" not in source and "vaekit" not in source.split('"""')[-1], name

@@ -1,0 +1,56 @@
+"""What `import vaekit` gives: its submodules, and builders that check arguments but show plain source."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+import vaekit
+from tiny import ROOT
+
+SUBMODULES = ["callbacks", "data", "evaluate", "experiments", "export", "models", "plots", "training", "vae"]
+
+
+def test_import_vaekit_alone_reaches_every_submodule():
+    # A fresh interpreter: in this one, the tests have imported the submodules already.
+    code = (f"import vaekit\nfor name in {SUBMODULES!r}:\n    getattr(vaekit, name)\n"
+            "assert callable(vaekit.data.load_mnist) and callable(vaekit.plots.plot_reconstructions)\nprint('ok')")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0 and completed.stdout.strip() == "ok", completed.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["conv_autoencoder", "conv_vae", "fc_autoencoder", "fc_vae", "fcn_autoencoder",
+                                  "strided_conv_autoencoder", "deterministic_autoencoder"])
+def test_exported_builder_keeps_its_signature_docstring_and_plain_source(name):
+    builder = getattr(vaekit, name)
+    plain = builder.__wrapped__
+    assert inspect.signature(builder) == inspect.signature(plain)
+    assert builder.__doc__ == plain.__doc__ and builder.__name__ == name
+    source = inspect.getsource(builder)
+    assert source.startswith(f"def {name}(") and "_checks" not in source
+
+
+def test_checks_run_before_any_layer_is_built(monkeypatch):
+    inputs_made = []
+    real_input = keras.Input
+    monkeypatch.setattr(keras, "Input", lambda *args, **kwargs: inputs_made.append(1) or real_input(*args, **kwargs))
+    with pytest.raises(ValueError, match="`latent_dim` must be a positive integer"):
+        vaekit.conv_vae(latent_dim=0)
+    assert inputs_made == []
+    vaekit.conv_vae(latent_dim=1, hidden_units=2, input_shape=(4, 4, 1), filters=(2,))
+    assert len(inputs_made) == 2  # the encoder's input and the decoder's
+
+
+def test_unknown_builder_argument_names_the_builder_and_its_arguments():
+    with pytest.raises(TypeError, match=r"conv_vae\(\) got an unexpected keyword argument 'latent'.*'latent_dim'"):
+        vaekit.conv_vae(latent=2)
+
+
+def test_checked_builder_passes_normalised_arguments():
+    model = vaekit.fc_autoencoder(input_shape=[4, 4, 1], hidden_units=8, latent_dim=2)
+    assert model.output_shape == (None, 4, 4, 1)

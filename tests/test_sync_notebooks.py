@@ -1,0 +1,103 @@
+"""Colab badges, install cells and README links all follow pyproject.toml's repository address."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from tiny import ROOT
+
+spec = importlib.util.spec_from_file_location("sync_notebooks", ROOT / "scripts" / "sync_notebooks.py")
+sync_notebooks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sync_notebooks)
+
+FORK = "https://github.com/someone/vaekit-fork"
+
+
+def test_notebooks_and_readme_agree_with_pyproject():
+    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_notebooks.py"), "--check"],
+                               capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.fixture
+def fork(tmp_path):
+    """A copy of the repository's pyproject, README and two notebooks, re-pointed at FORK."""
+    (tmp_path / "notebooks").mkdir()
+    for name in ("01_conv_autoencoder.ipynb", "07_anomaly_detection.ipynb"):
+        shutil.copy(ROOT / "notebooks" / name, tmp_path / "notebooks" / name)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    text = (ROOT / "pyproject.toml").read_text()
+    url = sync_notebooks.repository_url(ROOT)
+    (tmp_path / "pyproject.toml").write_text(text.replace(f'"{url}"', f'"{FORK}"'))
+    return tmp_path
+
+
+def cells_by_id(path):
+    return {cell.id: cell for cell in nbformat.read(path, as_version=4).cells}
+
+
+def test_one_edit_and_one_command_re_point_a_fork(fork):
+    before = {path.name: cells_by_id(path) for path in (fork / "notebooks").glob("*.ipynb")}
+    assert sync_notebooks.main(["--root", str(fork), "--check"]) == 1
+    assert sync_notebooks.main(["--root", str(fork)]) == 0
+    assert sync_notebooks.main(["--root", str(fork), "--check"]) == 0
+
+    for path in (fork / "notebooks").glob("*.ipynb"):
+        cells = nbformat.read(path, as_version=4).cells
+        assert cells[0].id == "open-in-colab"
+        assert f"colab.research.google.com/github/someone/vaekit-fork/blob/main/notebooks/{path.name}" in cells[0].source
+        install = [i for i, cell in enumerate(cells) if cell.id == "install-vaekit"]
+        first_import = next(i for i, cell in enumerate(cells)
+                            if cell.cell_type == "code" and "import vaekit" in cell.source and cell.id != "install-vaekit")
+        assert install == [first_import - 1]
+        assert f"vaekit @ git+{FORK}" in cells[install[0]].source
+        # Every other cell, outputs included, is as it was.
+        others = {cell.id: cell for cell in cells if cell.id not in ("open-in-colab", "install-vaekit")}
+        assert others == {k: v for k, v in before[path.name].items() if k not in ("open-in-colab", "install-vaekit")}
+    readme = (fork / "README.md").read_text()
+    assert f"git+{FORK}" in readme and "github/vaekit/vaekit" not in readme.split("## Colab")[1].split("## ")[0]
+
+
+def test_a_new_notebook_gets_its_cells_too(fork):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 99"),
+                                               nbformat.v4.new_code_cell("import numpy"),
+                                               nbformat.v4.new_code_cell("from vaekit import data")])
+    nbformat.write(notebook, fork / "notebooks" / "99_new.ipynb")
+    sync_notebooks.main(["--root", str(fork)])
+    cells = nbformat.read(fork / "notebooks" / "99_new.ipynb", as_version=4).cells
+    assert [cell.id for cell in cells][:1] == ["open-in-colab"] and cells[3].id == "install-vaekit"
+    assert "99_new" in (fork / "README.md").read_text()
+
+
+def test_a_non_github_address_is_refused(fork):
+    path = fork / "pyproject.toml"
+    path.write_text(path.read_text().replace(FORK, "https://gitlab.com/someone/vaekit"))
+    with pytest.raises(SystemExit, match="github.com/<owner>/<repo>"):
+        sync_notebooks.main(["--root", str(fork), "--check"])
+
+
+def install_cell_calls(monkeypatch, vaekit_found: bool) -> list:
+    """Run the install cell's code with pip replaced by a recorder; return the pip calls."""
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: calls.append(command))
+    if not vaekit_found:
+        real_find_spec = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *args: None if name == "vaekit" else real_find_spec(name, *args))
+    exec(sync_notebooks.INSTALL_SOURCE.format(url=FORK), {})
+    return calls
+
+
+def test_install_cell_does_nothing_where_vaekit_is_importable(monkeypatch):
+    assert install_cell_calls(monkeypatch, vaekit_found=True) == []
+
+
+def test_install_cell_pip_installs_from_the_repository_where_vaekit_is_missing(monkeypatch):
+    calls = install_cell_calls(monkeypatch, vaekit_found=False)
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"vaekit @ git+{FORK}"]]
