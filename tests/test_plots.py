@@ -121,3 +121,21 @@ def test_latent_grid_outlines_the_region_holding_the_requested_mass_of_codes():
         plots.plot_latent_grid(CountingDecoder(), codes=codes, mass=1.0)
     with pytest.raises(ValueError, match="codes"):
         plots.plot_latent_grid(CountingDecoder(), codes=codes[:, :1])
+
+
+def test_latent_traversal_moves_one_dimension_per_row_and_holds_the_rest():
+    decoder = keras.Sequential([keras.Input((3,)), keras.layers.Reshape((1, 3, 1))])  # the image shows z itself
+    z = np.array([0.5, -0.25, 2.0])
+    rows = plots.latent_traversal(decoder, z, dims=[2, 0], values=[-1.0, 0.0, 1.0])
+    assert rows.shape == (2, 3, 1, 3, 1)
+    shown = rows[..., 0, :, 0]  # (row, value, dimension)
+    np.testing.assert_allclose(shown[0, :, 2], [-1, 0, 1])  # row 0 sweeps z[2]
+    np.testing.assert_allclose(shown[0, :, :2], np.broadcast_to(z[:2], (3, 2)))  # ... and holds z[0], z[1]
+    np.testing.assert_allclose(shown[1, :, 0], [-1, 0, 1])
+    np.testing.assert_allclose(shown[1, :, 1:], np.broadcast_to(z[1:], (3, 2)))
+    fig = plots.plot_latent_traversals(decoder, z, dims=[1], values=[0.0, 1.0])
+    assert fig.axes[0].get_ylabel() == "z[1]"
+    with pytest.raises(ValueError, match="dims"):
+        plots.latent_traversal(decoder, z, dims=[3])
+    with pytest.raises(ValueError, match="one code of length 3"):
+        plots.latent_traversal(decoder, np.zeros(4), dims=[0])

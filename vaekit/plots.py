@@ -224,6 +224,37 @@ def plot_interpolations(encode, decoder, pairs, steps: int = 10, row_titles=None
     return show_images(rows, row_titles, title=title or "latent interpolation", cmap=cmap, path=path)
 
 
+def latent_traversal(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> np.ndarray:
+    """Decode `z` with one latent dimension at a time swept over `values`, the others held.
+
+    Returns images shaped (len(dims), len(values), h, w[, c]): row r varies z[dims[r]].
+    With a disentangled code each row changes one property of the image (slant, width...).
+    """
+    z = np.asarray(z, dtype=np.float32).reshape(-1)
+    latent_dim = decoder.input_shape[-1]
+    if z.shape != (latent_dim,):
+        raise ValueError(f"`z` must be one code of length {latent_dim} (the decoder's input), got shape {np.shape(z)}.")
+    dims = [int(d) for d in dims]
+    if not dims or any(not 0 <= d < latent_dim for d in dims):
+        raise ValueError(f"`dims` must be latent dimensions in 0..{latent_dim - 1}, got {dims}.")
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    codes = np.repeat(z[None, None, :], len(dims), axis=0).repeat(len(values), axis=1)
+    for row, d in enumerate(dims):
+        codes[row, :, d] = values
+    images = decoder.predict(codes.reshape(-1, latent_dim), batch_size=max(256, codes.shape[0] * codes.shape[1]),
+                             verbose=0)
+    return np.asarray(images).reshape(len(dims), len(values), *np.shape(images)[1:])
+
+
+def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
+                           title: str | None = None, cmap: str = "gray", path=None):
+    """One row per latent dimension in `dims`: `z` decoded with that dimension set to each of `values`."""
+    rows = latent_traversal(decoder, z, dims, values)
+    fig = show_images(list(rows), [f"z[{d}]" for d in dims], cmap=cmap, scale=0.9,
+                      title=title or "latent traversals: " + ", ".join(f"{v:g}" for v in np.ravel(values)))
+    return _save(fig, path)
+
+
 def _as_images(images) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 2:  # flat vectors: square grayscale images
