@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
+from vaekit import _io
+
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
                 cmap: str = "gray", value_range=(0.0, 1.0), path=None, scale: float = 1.2):
@@ -187,8 +189,12 @@ def _imshow(ax, image, cmap, value_range):
 
 def _save(fig, path):
     if path is not None:
-        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        path = os.fspath(path)
+        if not os.path.splitext(path)[1]:  # as savefig itself does: "name" is saved as "name.png"
+            path += "." + matplotlib.rcParams["savefig.format"]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with _io.replacing(path) as temporary:  # a stop mid-save never leaves half a PNG
+            fig.savefig(temporary, dpi=110, bbox_inches="tight")
     return fig
 
 
