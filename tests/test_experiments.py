@@ -70,6 +70,20 @@ def test_save_table_writes_csv_and_markdown(tmp_path):
     assert "1.235" in (tmp_path / "results.md").read_text()
 
 
+def test_save_table_that_fails_midway_leaves_the_previous_files_whole(tmp_path, monkeypatch):
+    experiments.save_table(pd.DataFrame({"loss": [1.0]}), tmp_path / "results")
+    before = {name: (tmp_path / name).read_text() for name in ("results.csv", "results.md")}
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_markdown", fail)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.save_table(pd.DataFrame({"loss": [2.0]}), tmp_path / "results")
+    assert (tmp_path / "results.md").read_text() == before["results.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.md"]
+
+
 def test_describe_run_names_backend_and_seed(capsys):
     text = experiments.describe_run(seed=11)
     assert f"backend {keras.backend.backend()}" in text and "seed 11" in text

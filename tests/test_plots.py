@@ -91,3 +91,25 @@ def test_interpolation_starts_and_ends_at_the_two_codes():
     np.testing.assert_allclose(path[0], np.tanh(0.1), rtol=1e-6)
     np.testing.assert_allclose(path[-1], np.tanh(0.9), rtol=1e-6)
     assert len(plots.plot_interpolations(encode, decoder, [(a, b), (b, a)], steps=4).axes) == 8
+
+
+def test_a_figure_save_that_fails_midway_leaves_the_previous_png_whole(tmp_path, monkeypatch):
+    path = tmp_path / "grid.png"
+    plots.plot_image_grid(images(4), path=path)
+    before = path.read_bytes()
+
+    def half_then_fail(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(before[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        plots.plot_image_grid(images(4, seed=1), path=path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+
+
+def test_a_path_without_suffix_is_saved_as_png_like_savefig_does(tmp_path):
+    plots.plot_image_grid(images(4), path=tmp_path / "grid")
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"
