@@ -62,6 +62,8 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
 
     Returns:
         A `keras.callbacks.History`, as from `fit`.
+
+    A `vaekit.VAE`'s data are checked first, as its `fit` checks them (`VAE.check_data`).
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
