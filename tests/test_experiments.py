@@ -67,6 +67,20 @@ def test_save_table_writes_csv_and_markdown(tmp_path):
     assert "1.235" in (tmp_path / "results.md").read_text()
 
 
+def test_save_table_that_fails_midway_leaves_the_previous_files_whole(tmp_path, monkeypatch):
+    experiments.save_table(pd.DataFrame({"loss": [1.0]}), tmp_path / "results")
+    before = {name: (tmp_path / name).read_text() for name in ("results.csv", "results.md")}
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_markdown", fail)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.save_table(pd.DataFrame({"loss": [2.0]}), tmp_path / "results")
+    assert (tmp_path / "results.md").read_text() == before["results.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.md"]
+
+
 def test_describe_run_prints_backend_and_seed(capsys):
     assert experiments.describe_run(seed=11) is None
     text = capsys.readouterr().out
@@ -135,16 +149,50 @@ def test_fit_resumable_says_what_it_loads_with_the_last_epochs_numbers(tmp_path,
     assert "epoch 2: " in printed and f"val_loss: {history['val_loss'][-1]:.4f}" in printed
 
 
-def test_fit_resumable_keeps_the_last_line_of_an_epoch_logged_twice(tmp_path):
-    _fit(_tiny_vae(), tmp_path / "run", 2)
+def test_fit_resumable_rewrites_a_stale_history_csv_from_its_checkpoint(tmp_path):
+    history = _fit(_tiny_vae(), tmp_path / "run", 2)
     log = tmp_path / "run" / "history.csv"
+    # As after a kill between saving the checkpoint and rewriting the CSV: one epoch behind,
+    # here with a duplicated row too. The checkpoint's record is what counts.
     lines = log.read_text().splitlines()
-    rows = pd.read_csv(log)
-    assert list(rows["epoch"]) == [0, 1]
-    # A stop between the CSV line and the backup: epoch 1 logged, then trained and logged again.
-    repeated = rows.iloc[[1]].assign(loss=123.0)
-    log.write_text("\n".join(lines) + "\n" + repeated.to_csv(header=False, index=False))
-    assert _fit(_tiny_vae(), tmp_path / "run", 2)["loss"][1] == 123.0
+    log.write_text("\n".join([lines[0], lines[1], lines[1]]) + "\n")
+    assert _fit(_tiny_vae(), tmp_path / "run", 2) == history
+    assert pd.read_csv(log)["epoch"].tolist() == [0, 1]
+
+
+def test_fit_resumable_clears_temporary_files_left_by_a_kill_mid_save(tmp_path):
+    _fit(_tiny_vae(), tmp_path / "run", 1)
+    leftover = tmp_path / "run" / ".checkpoint.tmp-0123abcd.npz"
+    leftover.write_bytes(b"half a checkpoint")
+    history = _fit(_tiny_vae(), tmp_path / "run", 2)
+    assert len(history["loss"]) == 2 and not leftover.exists()
+
+
+def test_fit_resumable_refuses_a_run_dir_that_is_a_file(tmp_path):
+    path = tmp_path / "run"
+    path.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"`run_dir` .*run is an existing file; pass the path of a folder"):
+        _fit(_tiny_vae(), path, 1)
+    with pytest.raises(ValueError, match=r"`run_dir` .* cannot be created as a folder"):
+        _fit(_tiny_vae(), path / "inside", 1)
+
+
+def test_fit_resumable_checks_the_data_before_writing_anything(tmp_path):
+    with pytest.raises(ValueError, match=r"`x` values must lie in \[0.0, 1.0\].*`x / 255`"):
+        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X * 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]` contains NaN"):
+        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=tmp_path / "run", epochs=1, verbose=0,
+                                  validation_data=(np.full_like(RESUMABLE_X, np.nan),))
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_resumable_does_not_save_an_epoch_with_a_nan_loss(tmp_path):
+    model = _tiny_vae()
+    model.compile(optimizer=keras.optimizers.SGD(1e25))  # diverges in the first epoch
+    with pytest.raises(FloatingPointError, match="epoch 1, batch"):
+        _fit(model, tmp_path / "run", 2)
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
 def test_fit_resumable_refuses_another_config_or_fewer_epochs(tmp_path):

@@ -140,3 +140,20 @@ def test_reader_refuses_a_file_with_missing_or_out_of_range_values(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         read_prediction_csv(path)
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    from vaekit import export
+
+    path = tmp_path / "prediction.csv"
+    write_prediction_csv(path, images(2), images(2))
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt  # as a stop after the header has been written
+
+    monkeypatch.setattr(export, "_format_rows", fail)
+    with pytest.raises(KeyboardInterrupt):
+        write_prediction_csv(path, images(3, seed=1), images(3, seed=1))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["prediction.csv"]  # no temporary file left

@@ -139,3 +139,25 @@ def test_latent_traversal_moves_one_dimension_per_row_and_holds_the_rest():
         plots.latent_traversal(decoder, z, dims=[3])
     with pytest.raises(ValueError, match="one code of length 3"):
         plots.latent_traversal(decoder, np.zeros(4), dims=[0])
+
+
+def test_a_figure_save_that_fails_midway_leaves_the_previous_png_whole(tmp_path, monkeypatch):
+    path = tmp_path / "grid.png"
+    plots.plot_image_grid(images(4), path=path)
+    before = path.read_bytes()
+
+    def half_then_fail(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(before[:100])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        plots.plot_image_grid(images(4, seed=1), path=path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+
+
+def test_a_path_without_suffix_is_saved_as_png_like_savefig_does(tmp_path):
+    plots.plot_image_grid(images(4), path=tmp_path / "grid")
+    assert (tmp_path / "grid.png").read_bytes()[:4] == b"\x89PNG"

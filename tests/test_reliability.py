@@ -7,7 +7,12 @@ curve; a seed must fix the losses.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -16,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-from tiny import TINY_BUILDERS, tiny_images, tiny_model
+from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
 from vaekit import models
 from vaekit.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from vaekit.vae import VAE, Sampling, kl_divergence
@@ -263,14 +268,191 @@ def test_healthy_training_is_left_alone():
     assert len(history.history["loss"]) == 2 and callback.message is None
 
 
-def test_vae_trained_on_nan_images_stops_and_keeps_finite_weights():
+def diverging_vae():
+    """A VAE whose optimizer blows its weights up within the first few batches."""
     vae = tiny_model("fc_vae")
-    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
-    x = tiny_images((4, 4, 1), n=8)
-    x[5] = np.nan
-    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 2"):
-        vae.fit(x, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[StopOnNonFiniteLoss()])
-    assert all(np.all(np.isfinite(w)) for w in vae.get_weights())
+    vae.compile(optimizer=keras.optimizers.SGD(1e25))
+    return vae
+
+
+def test_vae_fit_stops_at_a_nan_loss_by_default_naming_epoch_and_batch():
+    vae = diverging_vae()
+    before = [w.copy() for w in vae.get_weights()]
+    with pytest.raises(NonFiniteLossError, match=r"became (nan|inf) at epoch 1, batch \d+; training stopped\. "
+                                                 r"The weights from the start of epoch 1 have been restored"):
+        vae.fit(tiny_images((4, 4, 1), n=32), batch_size=4, epochs=3, verbose=0)
+    after = vae.get_weights()
+    for w_before, w_after in zip(before, after):
+        np.testing.assert_array_equal(w_before, w_after)
+    assert int(vae.optimizer.iterations) == 0  # the optimizer state is put back too
+
+
+def test_vae_fit_runs_on_through_nan_when_asked():
+    history = diverging_vae().fit(tiny_images((4, 4, 1), n=32), batch_size=4, epochs=2, verbose=0,
+                                  stop_on_nonfinite=False).history
+    assert len(history["loss"]) == 2 and not np.isfinite(history["loss"][-1])
+
+
+def test_vae_fit_keeps_the_callbacks_it_is_given():
+    seen = []
+    callback = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    vae = tiny_model("fc_vae")
+    vae.compile(optimizer="adam")
+    vae.fit(tiny_images((4, 4, 1), n=8), batch_size=4, epochs=2, verbose=0, callbacks=[callback])
+    assert seen == [0, 1]
+
+
+# ---------------------------------------------------------------- data checks in VAE.fit / evaluate
+
+GOOD_IMAGES = tiny_images((4, 4, 1), n=8)
+
+
+def with_nan(x):
+    x = x.copy()
+    x[1, 2, 3, 0] = np.nan
+    return x
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, x):
+        super().__init__()
+        self.x = x
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return (self.x[index * 4:(index + 1) * 4],)
+
+
+def batches(x):
+    for start in range(0, len(x), 4):
+        yield (x[start:start + 4],)
+
+
+BAD_DATA = {
+    "0-255 floats": (dict(x=GOOD_IMAGES * 255), ValueError,
+                     r"`x` values must lie in \[0.0, 1.0\], got \[.*, 2.*\]\. Divide 0-255 pixel values by 255: `x / 255`"),
+    "uint8 pixels": (dict(x=(GOOD_IMAGES * 255).astype("uint8")), TypeError,
+                     r"`x` has dtype uint8; the model trains on floats in \[0, 1\]: use `x.astype\(\"float32\"\) / 255`"),
+    "0/1 integers": (dict(x=(GOOD_IMAGES > 0.5).astype("int32")), TypeError, r"use `x.astype\(\"float32\"\)`\.$"),
+    "booleans": (dict(x=GOOD_IMAGES > 0.5), TypeError, r"got dtype bool; use `x.astype\(\"float32\"\)`"),
+    "no channel axis": (dict(x=GOOD_IMAGES[..., 0]), ValueError,
+                        r"`x` must hold images of shape \(4, 4, 1\), got batch shape \(8, 4, 4\)\. "
+                        r"Add the channel axis with `x\[\.\.\., None\]`"),
+    "flat images": (dict(x=GOOD_IMAGES.reshape(8, 16)), ValueError, r"Reshape with `x.reshape\(-1, 4, 4, 1\)`"),
+    "other image size": (dict(x=np.zeros((2, 8, 8, 1), "float32")), ValueError,
+                         r"must hold images of shape \(4, 4, 1\), got batch shape \(2, 8, 8, 1\)\.$"),
+    "NaN": (dict(x=with_nan(GOOD_IMAGES)), ValueError, r"`x` contains NaN or infinite values \(1 of 128\)"),
+    "[-1, 1] images": (dict(x=GOOD_IMAGES * 2 - 1), ValueError, r"with `\(x \+ 1\) / 2`"),
+    "empty batch": (dict(x=GOOD_IMAGES[:0]), ValueError, r"`x` must be a non-empty batch"),
+    "text": (dict(x=np.array([["a", "b"]])), TypeError, r"`x` must be a real numeric array"),
+    "ragged lists": (dict(x=[[0.1, 0.2], [0.3]]), ValueError, r"`x` must be a rectangular array"),
+    "no data": (dict(x=None), TypeError, r"`x` must be a numeric array of images, got NoneType"),
+    "0-255 validation tuple": (dict(x=GOOD_IMAGES, validation_data=(GOOD_IMAGES * 255,)), ValueError,
+                               r"`validation_data\[0\]` values must lie in \[0.0, 1.0\].*`x / 255`"),
+    "NaN validation pair": (dict(x=GOOD_IMAGES, validation_data=(with_nan(GOOD_IMAGES), GOOD_IMAGES)), ValueError,
+                            r"`validation_data\[0\]` contains NaN"),
+    "0-255 PyDataset": (dict(x=Batches(GOOD_IMAGES * 255)), ValueError,
+                        r"^In the first batch: `x` values must lie in \[0.0, 1.0\]"),
+    "generator without channel axis": (dict(x=batches(GOOD_IMAGES[..., 0])), ValueError,
+                                       r"^In the first batch: .*`x\[\.\.\., None\]`"),
+    "empty generator": (dict(x=batches(GOOD_IMAGES[:0])), ValueError, r"`x` yields no batches"),
+    "uint8 validation PyDataset": (dict(x=GOOD_IMAGES, validation_data=Batches((GOOD_IMAGES * 255).astype("uint8"))),
+                                   TypeError, r"^In the first batch: `validation_data` has dtype uint8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_vae_fit_refuses_bad_data_before_training_with_the_fix(case):
+    kwargs, error, message = BAD_DATA[case]
+    vae = tiny_model("fc_vae")
+    vae.compile(optimizer="adam")
+    with pytest.raises(error, match=message):
+        vae.fit(**kwargs, epochs=1, verbose=0)
+    assert int(vae.optimizer.iterations) == 0
+
+
+def test_vae_evaluate_checks_its_data_too():
+    vae = tiny_model("fc_vae")
+    vae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"`x` values must lie in \[0.0, 1.0\]"):
+        vae.evaluate(GOOD_IMAGES * 255, verbose=0)
+    with pytest.raises(ValueError, match=r"`x\[\.\.\., None\]`"):
+        vae.evaluate(GOOD_IMAGES[..., 0], verbose=0)
+    assert np.isfinite(vae.evaluate(GOOD_IMAGES, verbose=0, return_dict=True)["loss"])
+
+
+def test_checked_generator_still_yields_its_first_batch_to_fit():
+    def steps(fit):
+        vae = tiny_model("fc_vae")
+        vae.compile(optimizer="adam")
+        yielded = []
+        fit(vae, (batch for batch in batches(GOOD_IMAGES) if not yielded.append(len(batch[0]))), epochs=1, verbose=0)
+        return yielded, int(vae.optimizer.iterations)
+
+    checked = steps(VAE.fit)
+    assert checked[0] == [4, 4]  # both batches read once: the one checked went on to training
+    assert checked == steps(keras.Model.fit)  # the same steps as Keras' own fit, unchecked
+
+
+def test_good_datasets_and_tf_data_train():
+    tf = pytest.importorskip("tensorflow")
+    vae = tiny_model("fc_vae")
+    vae.compile(optimizer="adam")
+    vae.fit(Batches(GOOD_IMAGES), validation_data=tf.data.Dataset.from_tensor_slices(GOOD_IMAGES).batch(4),
+            epochs=1, verbose=0)
+    assert int(vae.optimizer.iterations) == 2
+    with pytest.raises(TypeError, match=r"^In the first batch: `x` has dtype uint8"):
+        vae.fit(tf.data.Dataset.from_tensor_slices((GOOD_IMAGES * 255).astype("uint8")).batch(4), verbose=0)
+
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import json
+    import keras, numpy as np
+    from vaekit import models
+    from vaekit.vae import NonFiniteLossError
+
+    x = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
+    # "mse": torch's own binary cross-entropy raises on a NaN reconstruction instead of returning NaN.
+    vae = models.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1, reconstruction="mse")
+    vae.compile(optimizer="adam")
+    messages = {}
+    for name, data in [("0-255 tensor", keras.ops.convert_to_tensor(x * 255)),
+                       ("NaN tensor", keras.ops.convert_to_tensor(np.where(x > 0.99, np.nan, x))),
+                       ("uint8", (x * 255).astype("uint8")), ("no channel axis", x[..., 0])]:
+        try:
+            vae.fit(data, epochs=1, verbose=0)
+            messages[name] = "accepted"
+        except (TypeError, ValueError) as error:
+            messages[name] = str(error)
+    vae.compile(optimizer=keras.optimizers.SGD(1e25))
+    before = [np.asarray(w) for w in vae.get_weights()]
+    try:
+        vae.fit(x, batch_size=2, epochs=2, verbose=0)
+        messages["diverging"] = "no error"
+    except NonFiniteLossError as error:
+        messages["diverging"] = str(error)
+    restored = all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, vae.get_weights()))
+    print("RESULTS" + json.dumps({"backend": keras.backend.backend(), "messages": messages, "restored": restored}))
+""")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_data_checks_and_nan_stop_work_on_other_backends(backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads(run.stdout.split("RESULTS", 1)[1])
+    assert results["backend"] == backend
+    messages = results["messages"]
+    assert "values must lie in [0.0, 1.0]" in messages["0-255 tensor"] and "`x / 255`" in messages["0-255 tensor"]
+    assert "contains NaN or infinite values" in messages["NaN tensor"]
+    assert 'x.astype("float32") / 255' in messages["uint8"]
+    assert "`x[..., None]`" in messages["no channel axis"]
+    assert re.search(r"became (nan|inf) at epoch 1, batch \d+", messages["diverging"]), messages["diverging"]
+    assert results["restored"]  # the weights from before the failing epoch, not NaN
 
 
 # ---------------------------------------------------------------- log-variance range

@@ -78,35 +78,19 @@ def image_shape(name: str, value, divisible_by: int = 1, channels: Sequence[int]
     return height, width, depth
 
 
-def images(name: str, x, value_range: tuple[float, float] = (0.0, 1.0),
+def images(name: str, x, value_range: tuple[float, float] | None = (0.0, 1.0),
            shape: Sequence[int] | None = None) -> np.ndarray:
-    """Check an image batch: a non-empty real array, finite, inside `value_range`.
+    """Check an image batch: a non-empty real array, finite, inside `value_range`; as NumPy.
 
-    `shape`, if given, is the shape of one image, e.g. (28, 28, 1).
+    `shape`, if given, is the shape of one image, e.g. (28, 28, 1). Integer pixels pass
+    (the data helpers take them); `VAE.fit` also wants floats. The checks themselves are
+    `vaekit.vae.check_images`, the one implementation `VAE.fit` runs too.
     """
-    if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"`{name}` must be a numeric array of images, got {type(x).__name__}.")
-    try:
-        x = np.asarray(x)
-    except ValueError as error:  # ragged nested lists
-        raise ValueError(f"`{name}` must be a rectangular array of images ({error}).") from error
-    # bool and complex are numbers to numpy but not pixel values.
-    if x.dtype == object or x.dtype == bool or not np.issubdtype(x.dtype, np.number) \
-            or np.issubdtype(x.dtype, np.complexfloating):
-        raise TypeError(f"`{name}` must be a real numeric array, got dtype {x.dtype}.")
-    if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty batch (n, ...) of images, got shape {x.shape}.")
-    if shape is not None and tuple(x.shape[1:]) != tuple(shape):
-        raise ValueError(f"`{name}` must hold images of shape {tuple(shape)}, got batch shape {x.shape}.")
-    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-        raise ValueError(f"`{name}` contains NaN or infinite values ({int(np.sum(~np.isfinite(x)))} of {x.size}).")
-    low, high = value_range
-    if x.min() < low or x.max() > high:
-        hint = " Divide 0-255 pixel values by 255." if x.max() > 1.5 and high == 1.0 else ""
-        raise ValueError(
-            f"`{name}` values must lie in [{low}, {high}], got [{x.min():.4g}, {x.max():.4g}].{hint}"
-        )
-    return x
+    from vaekit.vae import check_images  # here, not at the top: importing it imports keras
+
+    if hasattr(x, "shape") and not isinstance(x, np.ndarray):
+        x = np.asarray(x)  # a backend tensor: the callers work in NumPy
+    return np.asarray(check_images(x, name, image_shape=shape, value_range=value_range, floats_only=False))
 
 
 def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.ndarray:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from vaekit import evaluate
+from vaekit import _io, evaluate
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
@@ -284,15 +284,11 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     run never leaves a half-written image in place of the previous one.
     """
     path = Path(path)
+    if not path.suffix:  # as savefig itself does: "name" is saved as "name.png"
+        path = path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
+    with _io.replacing(path) as temporary:
         fig.savefig(temporary, dpi=dpi, bbox_inches="tight")
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
     return path
 
 

@@ -62,6 +62,8 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
 
     Returns:
         A `keras.callbacks.History`, as from `fit`.
+
+    A `vaekit.VAE`'s data are checked first, as its `fit` checks them (`VAE.check_data`).
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
@@ -76,9 +78,12 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
         raise ValueError(f"`validation_data` must be a tuple (x_val,) or (x_val, y_val), got {type(validation_data).__name__}.")
     seed = _checks.optional_seed("seed", seed)
 
-    if keras.backend.backend() != "jax":
+    if keras.backend.backend() != "jax":  # (a vaekit.VAE's `fit` checks the data)
         return model.fit(*data, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                          validation_data=validation_data, callbacks=callbacks, verbose=verbose)
+    if hasattr(model, "check_data"):  # a vaekit.VAE: the checks its `fit` runs
+        x, validation_data = model.check_data(data[0], validation_data)
+        data = (x, *data[1:])
     return _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callbacks or [], verbose, seed)
 
 
@@ -99,11 +104,7 @@ def _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callback
     import jax
 
     batch_size = min(batch_size, len(data[0]))
-    # Create every variable (loss, metrics, optimizer) from shapes alone, as `fit` does
-    # on its first call, so that the compiled epoch below only reads and returns state.
-    model._symbolic_build(data_batch=tuple(array[:batch_size] for array in data))
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    _create_state(model, tuple(array[:batch_size] for array in data))
 
     cache = _compiled_epochs.setdefault(model, {})
     key = (id(model.optimizer), tuple((a.shape, a.dtype.str) for a in data), batch_size, shuffle)
@@ -143,6 +144,27 @@ def _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callback
     model.optimizer.finalize_variable_values(model.trainable_variables)
     callback_list.on_train_end(logs)
     return history
+
+
+def _create_state(model: keras.Model, batch: tuple) -> None:
+    """Create every variable `train_step` uses, as `fit` does before its first step.
+
+    The compiled epoch only reads and returns state, so the model's layers, the loss
+    and metric trackers `compile` asked for and the optimizer's slots must exist
+    first. One forward pass, loss and metrics on a batch create them; every value it
+    changes (the sampling noise's seed, the metrics' totals) is then put back, so
+    training starts exactly where `fit` would.
+    """
+    x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    # On JAX `variable.value` is an immutable array: these are copies, not references.
+    before = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
+    y_pred = model(x, training=True)
+    model.compute_loss(x, y, y_pred)
+    model.compute_metrics(x, y, y_pred, sample_weight=None)
+    for variable, value in before:
+        variable.assign(value)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
 
 
 def _epoch_function(train_step, num_examples: int, batch_size: int, shuffle: bool):

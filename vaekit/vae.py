@@ -6,6 +6,9 @@ Everything a VAE needs beyond its encoder and decoder is in this file:
 * `reconstruction_loss` and `kl_divergence` are the two terms of the negative ELBO,
 * `VAE.compute_loss` adds them up; Keras' own `fit` calls it on every backend.
 
+At the bottom, the safety checks `VAE.fit` runs: `check_images` (is this data a
+model can train on?) and `StopOnNonFiniteLoss` (stop at the first NaN loss).
+
 Model code uses `keras.ops` and `keras.random` only, so it runs unchanged on
 TensorFlow, JAX and PyTorch. The file imports only Keras, so it can be copied into
 a project of its own together with any builder of `vaekit/models.py`.
@@ -13,13 +16,18 @@ a project of its own together with any builder of `vaekit/models.py`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 RECONSTRUCTION_LOSSES = ("bce", "mse")
+# The pixel values each reconstruction loss is defined on; `VAE.fit` refuses data outside.
+PIXEL_RANGES = {"bce": (0.0, 1.0), "mse": (0.0, 1.0)}
 
 # exp(0.5 * log_var) overflows float32 a little above log_var = 177; a diverging
 # encoder would then turn the loss into NaN. sigma in [e^-15, e^10] is far wider than
@@ -137,6 +145,48 @@ class VAE(keras.Model):
         self.kl_loss_tracker.update_state(kl_term)
         return reconstruction_term + self.beta * kl_term
 
+    def fit(self, *args, stop_on_nonfinite: bool = True, **kwargs):
+        """`keras.Model.fit`, after checking the data, and stopping at the first NaN loss.
+
+        Takes `fit`'s arguments. Before training, `x` and `validation_data` are checked
+        (`check_images`: arrays in full, a dataset or generator on its first batch), so
+        0-255 pixels, NaN or a missing channel axis are refused with a message saying
+        how to fix them. With `stop_on_nonfinite=True` (the default) a NaN or infinite
+        loss stops training, puts back the weights from the start of that epoch and
+        raises `NonFiniteLossError` naming the epoch and batch; pass False to let
+        training run on.
+        """
+        bound = inspect.signature(super().fit).bind(*args, **kwargs)
+        arguments = bound.arguments
+        arguments["x"], arguments["validation_data"] = self.check_data(
+            arguments.get("x"), arguments.get("validation_data"))
+        if stop_on_nonfinite:  # first, so that no later callback saves a NaN epoch
+            arguments["callbacks"] = [StopOnNonFiniteLoss(), *(arguments.get("callbacks") or [])]
+        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
+        try:
+            return super().fit(*bound.args, **bound.kwargs)
+        finally:
+            self._data_checked = False
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking `x` as `fit` does."""
+        bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
+        if not getattr(self, "_data_checked", False):
+            bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
+        return super().evaluate(*bound.args, **bound.kwargs)
+
+    def check_data(self, x, validation_data=None):
+        """Check training data as `fit` does (see `check_images`); returns (x, validation_data)."""
+        image_shape = tuple(self.encoder.input_shape[1:]) if _is_functional(self.encoder) else None
+        value_range = PIXEL_RANGES.get(self.reconstruction)
+        x = check_batches(x, "x", image_shape, value_range)
+        if isinstance(validation_data, (tuple, list)):  # (x_val,) or (x_val, y_val[, weights])
+            x_val = check_batches(validation_data[0], "validation_data[0]", image_shape, value_range)
+            validation_data = (x_val, *validation_data[1:])
+        elif validation_data is not None:  # a dataset or generator
+            validation_data = check_batches(validation_data, "validation_data", image_shape, value_range)
+        return x, validation_data
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -175,3 +225,180 @@ def _check_parts(encoder, decoder) -> None:
     if _is_functional(decoder) and tuple(decoder.inputs[0].shape[1:]) != latent_shape:
         raise ValueError(f"`decoder` takes inputs of shape {tuple(decoder.inputs[0].shape[1:])} but the encoder's z "
                          f"has shape {latent_shape}; they must match.")
+
+
+# ---------------------------------------------------------------- checks run by VAE.fit
+
+def check_images(x, name: str = "x", image_shape=None, value_range=(0.0, 1.0), floats_only: bool = True):
+    """Raise a clear error if `x` is not a batch of images a model can use; return it.
+
+    In this order: a real numeric array (lists become NumPy arrays); a non-empty batch
+    (n, ...); images of `image_shape`, e.g. (28, 28, 1), if given; a float dtype if
+    `floats_only`; no NaN or infinity; values inside `value_range` (None: any). Each
+    message names `name` and the usual fix. Backend tensors are checked where they are.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"`{name}` must be a numeric array of images, got {type(x).__name__}.")
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        try:
+            x = np.asarray(x)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"`{name}` must be a rectangular array of images ({error}).") from error
+    is_numpy = isinstance(x, np.ndarray)
+    dtype = x.dtype.name if is_numpy else keras.backend.standardize_dtype(x.dtype)
+    is_float = dtype.startswith(("float", "bfloat"))
+    if dtype == "bool":
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype bool; use `x.astype(\"float32\")`.")
+    if not (is_float or dtype.startswith(("int", "uint"))):
+        raise TypeError(f"`{name}` must be a real numeric array, got dtype {dtype}.")
+    shape = tuple(x.shape)
+    if len(shape) < 2 or 0 in shape:
+        raise ValueError(f"`{name}` must be a non-empty batch (n, ...) of images, got shape {shape}.")
+    if image_shape is not None and not _shape_matches(shape[1:], image_shape):
+        hint = ""
+        if _shape_matches((*shape[1:], 1), image_shape):
+            hint = " Add the channel axis with `x[..., None]`."
+        elif None not in image_shape and math.prod(shape[1:]) == math.prod(image_shape):
+            hint = f" Reshape with `x.reshape(-1, {', '.join(map(str, image_shape))})`."
+        raise ValueError(f"`{name}` must hold images of shape {tuple(image_shape)}, got batch shape {shape}.{hint}")
+    if is_numpy:
+        low, high = x.min(), x.max()  # NaN and infinities show in the minimum or maximum
+        finite = bool(np.isfinite(low) and np.isfinite(high))
+    else:  # a backend tensor: reduce it on its device rather than copy it
+        low, high = ops.convert_to_numpy(ops.min(x)), ops.convert_to_numpy(ops.max(x))
+        finite = not is_float or bool(ops.convert_to_numpy(ops.all(ops.isfinite(x))))
+    if floats_only and not is_float:
+        fix = "x.astype(\"float32\") / 255" if high > 1 else "x.astype(\"float32\")"
+        raise TypeError(f"`{name}` has dtype {dtype}; the model trains on floats in [0, 1]: use `{fix}`.")
+    if not finite:
+        count = int(np.sum(~np.isfinite(ops.convert_to_numpy(x))))
+        raise ValueError(f"`{name}` contains NaN or infinite values ({count} of {math.prod(shape)}); "
+                         "remove those images or replace the values (`np.nan_to_num(x)`).")
+    if value_range is not None and (low < value_range[0] or high > value_range[1]):
+        raise ValueError(f"`{name}` values must lie in [{value_range[0]}, {value_range[1]}], "
+                         f"got [{float(low):.4g}, {float(high):.4g}].{_range_hint(low, high, value_range)}")
+    return x
+
+
+def _shape_matches(shape, expected) -> bool:
+    return len(shape) == len(expected) and all(e is None or s == e for s, e in zip(shape, expected))
+
+
+def _range_hint(low, high, value_range) -> str:
+    if tuple(value_range) != (0.0, 1.0):
+        return ""
+    if high > 1.5:
+        return " Divide 0-255 pixel values by 255: `x / 255`."
+    if low >= -1 and high <= 1:
+        return " Map [-1, 1] images to [0, 1] with `(x + 1) / 2`."
+    return ""
+
+
+def check_batches(data, name: str = "x", image_shape=None, value_range=(0.0, 1.0)):
+    """`check_images` for anything `fit` takes; returns `data`, ready to pass on.
+
+    An array is checked in full (cheap next to an epoch). A `keras.utils.PyDataset`,
+    `tf.data.Dataset`, generator or other iterable of batches is checked on its
+    first batch (its inputs, for batches of (x, y)); a generator is returned as a new
+    generator that still yields that first batch.
+    """
+    if hasattr(data, "shape") or isinstance(data, (list, np.ndarray)) or data is None:
+        return check_images(data, name, image_shape, value_range)
+    if isinstance(data, keras.utils.PyDataset):
+        first = data[0]
+    elif inspect.isgenerator(data):
+        first = next(data, None)
+        data = _generator_from(first, data)
+    elif hasattr(data, "__iter__"):  # tf.data.Dataset, torch DataLoader
+        first = next(iter(data), None)
+    else:
+        return check_images(data, name, image_shape, value_range)  # refuses it with a clear message
+    if first is None:
+        raise ValueError(f"`{name}` yields no batches.")
+    inputs = first[0] if isinstance(first, (tuple, list)) else first
+    try:
+        check_images(inputs, name, image_shape, value_range)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"In the first batch: {error}") from None
+    return data
+
+
+def _generator_from(first, rest):
+    yield first
+    yield from rest
+
+
+LIKELY_CAUSES = (
+    "Likely causes: the learning rate is too high (try 10x smaller); inputs are not "
+    "scaled to [0, 1] (divide 0-255 pixel values by 255); the data contain NaN or "
+    "infinite values (check_images finds them)."
+)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message says where and why."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first NaN or infinite loss and say where it happened.
+
+    `VAE.fit` adds this callback itself; other models take it from `callbacks=`:
+
+        model.fit(x, x, callbacks=[StopOnNonFiniteLoss()])
+
+    At the start of each epoch it keeps a copy of the weights and the optimizer state
+    (one copy per epoch: cheap next to the epoch). At the first non-finite value of
+    `monitor` it asks `fit` to stop; at the end of that epoch it puts the copy back, so
+    the model is as it was before the failing epoch instead of full of NaN, and then
+    raises `NonFiniteLossError` (`raise_error=True`, the default) or warns and lets
+    `fit` return (`raise_error=False`, with `self.message` set).
+    """
+
+    # Keras may call `on_train_batch_end` from a worker thread (no per-batch sync):
+    # that hook only records where the loss went bad; `on_epoch_end` acts on it.
+    async_safe = True
+
+    def __init__(self, monitor: str = "loss", raise_error: bool = True, restore_weights: bool = True):
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"`monitor` must be a metric name such as 'loss', got {monitor!r}.")
+        self.monitor = monitor
+        self.raise_error = bool(raise_error)
+        self.restore_weights = bool(restore_weights)
+        self.message: str | None = None
+        self._saved = None
+        self._epoch = 0
+        self._failure: str | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.restore_weights:
+            self._saved = [(variable, ops.convert_to_numpy(variable)) for variable in self._state_variables()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self._failure is None and value is not None and not math.isfinite(float(value)):
+            self._failure = f"became {float(value)} at epoch {self._epoch + 1}, batch {batch + 1}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)  # `val_loss` is only seen here
+        if self._failure is None and value is not None and not math.isfinite(float(value)):
+            self._failure = f"became {float(value)} at the end of epoch {epoch + 1}"
+        if self._failure is None:
+            return
+        restored = ""
+        if self.restore_weights and self._saved is not None:
+            for variable, value in self._saved:
+                variable.assign(value)
+            restored = f" The weights from the start of epoch {epoch + 1} have been restored."
+        self.message = f"`{self.monitor}` {self._failure}; training stopped.{restored} {LIKELY_CAUSES}"
+        self._failure = None
+        self.model.stop_training = True
+        if self.raise_error:
+            raise NonFiniteLossError(self.message)
+        warnings.warn(self.message, RuntimeWarning, stacklevel=2)
+
+    def _state_variables(self) -> list:
+        optimizer = getattr(self.model, "optimizer", None)
+        return [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]

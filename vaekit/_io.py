@@ -1,0 +1,40 @@
+"""Files written so that a stop at any moment leaves the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TEMPORARY_MARK = ".tmp-"  # in the names of files being written; leftovers after a kill are safe to delete
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; once the block has written it, it replaces `path`.
+
+        with replacing("table.csv") as temporary:
+            frame.to_csv(temporary)
+
+    The temporary file is in the same folder (so the final `os.replace` is atomic) and
+    keeps the suffix (some writers choose the format from it). If the block fails, it
+    is deleted and `path` is left as it was.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}{TEMPORARY_MARK}{secrets.token_hex(4)}{path.suffix}")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:  # on disk before the rename, not only in a cache
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """`Path(path).write_text(text)`, atomically."""
+    with replacing(path) as temporary:
+        temporary.write_text(text)
