@@ -123,10 +123,11 @@ def distribution_mean(kind: str, reconstruction):
 
     For "bce" (p), "mse" and "gaussian" (mu) that is the output itself. The continuous
     Bernoulli's mean is not lambda: E[x] = lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)),
-    1/2 at lambda = 1/2, pulled towards 1/2 from lambda (lambda = 0.9 has mean 0.72).
+    1/2 at lambda = 1/2, pulled towards 1/2 from lambda (lambda = 0.9 has mean 0.67).
     Plots of such a model should show this mean, not lambda.
     """
-    _checks.one_of("kind", kind, RECONSTRUCTION_LOSSES)
+    if not isinstance(kind, str) or kind not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     if kind != "continuous_bernoulli":
         return reconstruction
     probability = _clip_probability(ops.convert_to_tensor(reconstruction))
@@ -195,8 +196,8 @@ class VAE(keras.Model):
         if reconstruction == "gaussian":
             if per_pixel_variance and getattr(decoder, "outputs", None) is None:
                 raise ValueError("`per_pixel_variance=True` needs a functional decoder, whose output shape is known.")
-            # Starts at sigma = 1; training fits it to the squared error (one step of MSE's
-            # fixed weighting becomes a learned one).
+            # Starts at sigma = 1 (log sigma^2 = 0); training fits it to the squared error,
+            # so MSE's fixed weighting of that error against the KL becomes a learned one.
             self.decoder_log_var = self.add_weight(
                 shape=tuple(decoder.output_shape[1:]) if per_pixel_variance else (),
                 initializer="zeros", name="decoder_log_var")
