@@ -98,8 +98,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 def log_mean_exp(values, axis: int = -1):
     """log(mean(exp(values))) along `axis`, without overflow or underflow.
 
-    Log-weights of a 784-pixel image lie around -100 to -500 nats, where exp()
-    underflows float32 to 0; `logsumexp` subtracts the maximum first and keeps them.
+    Log-weights of a 784-pixel image lie hundreds or thousands of nats from 0 (around
+    -100 to -500 for a Bernoulli decoder, often positive for a density on grey pixels),
+    where exp() under- or overflows float32; `logsumexp` subtracts the maximum first.
     """
     values = ops.convert_to_tensor(values)
     return ops.logsumexp(values, axis=axis) - math.log(ops.shape(values)[axis])
