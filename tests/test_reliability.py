@@ -113,7 +113,7 @@ def test_infinite_beta_is_refused():
 
 
 def test_unknown_reconstruction_loss_lists_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"`reconstruction` must be one of \['bce', 'mse'\], got 'l1'"):
+    with pytest.raises(ValueError, match=r"`reconstruction` must be one of \['bce', 'mse', 'continuous_bernoulli', 'gaussian'\], got 'l1'"):
         models.conv_vae(reconstruction="l1", **TINY_BUILDERS["conv_vae"])
 
 

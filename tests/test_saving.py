@@ -75,13 +75,20 @@ def test_weights_round_trip_through_weights_h5_into_a_fresh_build_without_a_dumm
     assert_same_outputs(deterministic_outputs(model, x), deterministic_outputs(fresh, x))
 
 
+@pytest.mark.parametrize("kind", ["mse", "continuous_bernoulli", "gaussian"])
 @pytest.mark.parametrize("name", VAE_BUILDERS)
-def test_saved_vae_keeps_beta_and_reconstruction_loss(name, tmp_path):
-    vae = getattr(models, name)(beta=4.0, reconstruction="mse", **TINY_BUILDERS[name])
-    vae(tiny_images(TINY_BUILDERS[name]["input_shape"]))
+def test_saved_vae_keeps_beta_and_reconstruction_loss(name, kind, tmp_path):
+    vae = getattr(models, name)(beta=4.0, reconstruction=kind, **TINY_BUILDERS[name])
+    if kind == "gaussian":
+        vae.decoder_log_var.assign(-1.7)  # as if learned: the reloaded model must keep it
+    x = tiny_images(TINY_BUILDERS[name]["input_shape"])
+    outputs = vae(x)
     vae.save(tmp_path / "vae.keras")
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
-    assert (loaded.beta, loaded.reconstruction) == (4.0, "mse")
+    assert (loaded.beta, loaded.reconstruction) == (4.0, kind)
+    # Same weights, the learned variance included: the same loss on the same outputs.
+    loss = [float(keras.ops.convert_to_numpy(m.compute_loss(x, None, outputs))) for m in (vae, loaded)]
+    assert loss[0] == loss[1]
 
 
 def other_backend() -> str:

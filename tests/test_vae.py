@@ -125,3 +125,152 @@ def test_vae_accepts_a_subclassed_encoder_and_builds_on_first_call():
     vae.compile(optimizer="adam")
     history = vae.fit(x, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+# --- The continuous Bernoulli and the Gaussian with a learned variance -----------------------
+
+from scipy import integrate, stats  # noqa: E402
+
+from vaekit.vae import continuous_bernoulli_log_norm, distribution_mean  # noqa: E402
+
+# Near 0 and 1 (clipped like BCE), on both sides of the Taylor switch at |1 - 2 lambda| = 0.1,
+# and at and next to 1/2, where the closed form is 0/0.
+LAMBDAS = [1e-4, 0.01, 0.2, 0.4499, 0.4501, 0.4999, 0.5, 0.5001, 0.5499, 0.5501, 0.9, 1 - 1e-4]
+
+
+def log_norm_float64(lam):
+    """log C(lambda) from its closed form in float64 (lambda != 1/2), the series' limit log 2 at 1/2."""
+    lam = np.asarray(lam, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        closed = np.log((np.log1p(-lam) - np.log(lam)) / (1 - 2 * lam))
+    return np.where(lam == 0.5, np.log(2.0), closed)
+
+
+def per_pixel_density(kind, lam):
+    """x -> exp(-loss) of one pixel with value x under decoder output lam, through vaekit's loss.
+
+    Vectorised over x, so that scipy's Gauss-Legendre rule evaluates it in one call; the
+    integrand is smooth (an exponential in x), so 64 nodes integrate it to float32 precision.
+    """
+    def density(x):
+        x = np.asarray(x, "float32").reshape(-1, 1)
+        return np.exp(-as_numpy(vaekit.reconstruction_loss(x, np.full_like(x, lam), kind)).astype(np.float64))
+    return density
+
+
+def integral_over_unit_interval(function):
+    return integrate.fixed_quad(function, 0.0, 1.0, n=64)[0]
+
+
+@pytest.mark.parametrize("lam", LAMBDAS)
+def test_continuous_bernoulli_density_integrates_to_one(lam):
+    assert integral_over_unit_interval(per_pixel_density("continuous_bernoulli", lam)) == pytest.approx(1.0, abs=2e-6)
+
+
+@pytest.mark.parametrize("lam", [1e-4, 0.3, 0.5, 0.7, 1 - 1e-4])
+def test_bce_on_grey_pixels_integrates_to_one_over_c_not_to_one(lam):
+    mass = integral_over_unit_interval(per_pixel_density("bce", lam))
+    lam32 = np.float64(np.float32(lam))  # the lambda the float32 loss actually sees
+    assert mass == pytest.approx(np.exp(-log_norm_float64(lam32)), rel=1e-5)
+    assert mass <= 0.5 + 1e-6  # C(lambda) >= 2: at least half the mass is missing
+
+
+def test_continuous_bernoulli_log_norm_matches_float64_closed_form_on_both_sides_of_the_series():
+    lam = np.array(LAMBDAS, dtype="float32")
+    got = as_numpy(continuous_bernoulli_log_norm(lam))
+    np.testing.assert_allclose(got, log_norm_float64(lam.astype(np.float64)), rtol=2e-6, atol=1e-6)
+    assert got[LAMBDAS.index(0.5)] == pytest.approx(np.log(2.0), abs=1e-7)
+
+
+def test_continuous_bernoulli_loss_is_bce_minus_log_norm_summed_over_pixels():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 4, 4, 1)).astype("float32")
+    lam = rng.uniform(0.01, 0.99, (3, 4, 4, 1)).astype("float32")
+    bce = -(x * np.log(lam) + (1 - x) * np.log1p(-lam))
+    expected = (bce - log_norm_float64(lam)).reshape(3, -1).sum(axis=1)
+    np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, lam, "continuous_bernoulli")), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("lam", [1e-4, 0.2, 0.4999, 0.5, 0.53, 0.9])
+def test_continuous_bernoulli_mean_matches_the_integral_of_x_times_density(lam):
+    density = per_pixel_density("continuous_bernoulli", lam)
+    mean = integral_over_unit_interval(lambda x: x * density(x))
+    got = float(as_numpy(distribution_mean("continuous_bernoulli", np.array([lam], "float32")))[0])
+    assert got == pytest.approx(mean, abs=2e-6)
+
+
+def test_distribution_mean_is_the_output_itself_for_the_other_kinds():
+    output = np.array([[0.1, 0.5, 0.9]], "float32")
+    for kind in ("bce", "mse", "gaussian"):
+        np.testing.assert_array_equal(as_numpy(distribution_mean(kind, output)), output)
+    with pytest.raises(ValueError, match="kind"):
+        distribution_mean("poisson", output)
+
+
+@pytest.mark.parametrize("log_var", [-3.0, np.linspace(-4.0, 1.0, 16, dtype="float32").reshape(4, 4, 1)])
+def test_gaussian_reconstruction_loss_is_the_negative_log_density_with_its_constant(log_var):
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 4, 4, 1)).astype("float32")
+    mu = rng.random((3, 4, 4, 1)).astype("float32")
+    sigma = np.broadcast_to(np.exp(0.5 * np.asarray(log_var, np.float64)), x.shape)
+    expected = -stats.norm.logpdf(x, loc=mu, scale=sigma).reshape(3, -1).sum(axis=1)
+    np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, mu, "gaussian", log_var)), expected, rtol=1e-5)
+
+
+def test_gaussian_reconstruction_loss_without_log_var_is_a_clear_error():
+    x = np.zeros((1, 2, 2, 1), "float32")
+    with pytest.raises(ValueError, match="log_var"):
+        vaekit.reconstruction_loss(x, x, "gaussian")
+
+
+def test_gaussian_vae_owns_one_trainable_log_variance_or_one_per_pixel():
+    shared = vaekit.conv_vae(latent_dim=2, hidden_units=4, filters=(4, 4), reconstruction="gaussian", seed=0)
+    assert tuple(shared.decoder_log_var.shape) == ()
+    assert any(w is shared.decoder_log_var for w in shared.trainable_weights)
+    per_pixel = vaekit.VAE(shared.encoder, shared.decoder, reconstruction="gaussian", per_pixel_variance=True)
+    assert tuple(per_pixel.decoder_log_var.shape) == (28, 28, 1)
+    assert vaekit.conv_vae(latent_dim=2, hidden_units=4, filters=(4, 4), seed=0).decoder_log_var is None
+
+
+def test_per_pixel_variance_is_only_for_the_gaussian():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=4)
+    with pytest.raises(ValueError, match="per_pixel_variance"):
+        vaekit.VAE(vae.encoder, vae.decoder, reconstruction="bce", per_pixel_variance=True)
+    with pytest.raises(TypeError, match="per_pixel_variance"):
+        vaekit.VAE(vae.encoder, vae.decoder, reconstruction="gaussian", per_pixel_variance="yes")
+
+
+@pytest.mark.parametrize("kind", ["continuous_bernoulli", "gaussian"])
+def test_compute_loss_of_new_kinds_is_their_likelihood_plus_beta_times_kl(kind):
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, beta=3.0, reconstruction=kind, seed=0)
+    if kind == "gaussian":
+        vae.decoder_log_var.assign(-2.0)
+    outputs = vae(x)
+    loss = float(as_numpy(vae.compute_loss(x, None, outputs)))
+    log_var = None if kind != "gaussian" else -2.0
+    reconstruction = as_numpy(vaekit.reconstruction_loss(x, outputs["reconstruction"], kind, log_var)).mean()
+    kl = as_numpy(vaekit.kl_divergence(outputs["z_mean"], outputs["z_log_var"])).mean()
+    assert (vae.beta, vae.reconstruction) == (3.0, kind)
+    assert loss == pytest.approx(reconstruction + 3.0 * kl, rel=1e-5)
+
+
+def test_decode_returns_the_distribution_mean_not_lambda():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, reconstruction="continuous_bernoulli", seed=0)
+    z = np.random.default_rng(0).standard_normal((3, 2)).astype("float32")
+    lam = as_numpy(vae.decoder(z))
+    np.testing.assert_allclose(as_numpy(vae.decode(z)), as_numpy(distribution_mean("continuous_bernoulli", lam)), rtol=1e-6)
+    assert not np.allclose(as_numpy(vae.decode(z)), lam, atol=1e-3)
+
+
+@pytest.mark.parametrize("per_pixel", [False, True])
+def test_gaussian_vae_saves_and_reloads_its_learned_variance(tmp_path, per_pixel):
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, beta=0.5, reconstruction="gaussian", seed=0)
+    if per_pixel:
+        vae = vaekit.VAE(vae.encoder, vae.decoder, beta=0.5, reconstruction="gaussian", per_pixel_variance=True)
+    learned = np.random.default_rng(0).normal(size=tuple(vae.decoder_log_var.shape)).astype("float32")
+    vae.decoder_log_var.assign(learned)
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert (loaded.beta, loaded.reconstruction, loaded.per_pixel_variance) == (0.5, "gaussian", per_pixel)
+    np.testing.assert_array_equal(as_numpy(loaded.decoder_log_var), learned)

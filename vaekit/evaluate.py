@@ -5,6 +5,11 @@ gives the tighter importance-weighted estimate of -log p(x) that papers report;
 `active_units` counts the latent dimensions the encoder uses. For any autoencoder,
 `reconstruction_metrics` scores reconstructions on comparable scales, and `roc_curve`
 and `roc_auc` measure how well a score (e.g. reconstruction error) ranks anomalies.
+
+Both likelihood numbers are nats of a density for reconstruction="continuous_bernoulli"
+and "gaussian" (any pixels in [0, 1]) and for "bce" on binary pixels. For "bce" on
+grey-level pixels and for "mse" they are not log-likelihoods; both functions still
+compute them (they are what training minimised) and warn once per call.
 """
 
 from __future__ import annotations
@@ -17,28 +22,58 @@ import numpy as np
 from keras import ops
 
 from vaekit import _checks
-from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence, reconstruction_loss
+from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence
+
+
+def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> bool:
+    """Warn (once) when the reconstruction loss of `kind` on `x` is not -log of a density.
+
+    "bce" is a Bernoulli log-likelihood only on binary pixels: on grey levels it is
+    not normalised (Loaiza-Ganem & Cunningham 2019), which is what the continuous
+    Bernoulli fixes. "mse" omits the Gaussian's normalising constant. Returns True if
+    it warned.
+    """
+    if kind == "mse":
+        message = ("reconstruction='mse' is not a log-likelihood: the summed squared error is "
+                   "-log N(x; x_hat, I/2) less its normalising constant, so these are not nats of a density. "
+                   "Use reconstruction='gaussian' (learned variance) for a likelihood.")
+    elif kind == "bce" and not np.all((x == 0) | (x == 1)):
+        message = ("`x` is not binary, so the Bernoulli log-likelihood (reconstruction='bce') is not normalised "
+                   "and the result is not a true -log p(x). Binarise the images first (vaekit.data.binarize), "
+                   "or use reconstruction='continuous_bernoulli' for grey-level pixels.")
+    else:
+        return False
+    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+    return True
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500) -> dict[str, np.ndarray]:
     """Per-image reconstruction loss, KL and their sum (the negative ELBO at beta=1).
 
-    One posterior sample per image, as in training. Returns arrays of length n.
+    One posterior sample per image, as in training. Returns arrays of length n. The
+    reconstruction term is -log p(x|z) in nats for the continuous Bernoulli and the
+    Gaussian (with the VAE's learned variance), and for "bce" on binary `x`. For "bce"
+    on grey-level `x` it is not a log-likelihood (BCE is not a normalised density on
+    [0, 1]), nor is "mse"; a warning says so.
     """
     x = _checks.images("x", x)
     batch_size = _checks.positive_int("batch_size", batch_size)
+    warn_if_not_a_likelihood(vae.reconstruction, x)
     reconstruction, kl = [], []
     for start in range(0, len(x), batch_size):
         batch = ops.convert_to_tensor(x[start:start + batch_size])
         outputs = vae(batch, training=False)
-        reconstruction.append(ops.convert_to_numpy(reconstruction_loss(batch, outputs["reconstruction"], vae.reconstruction)))
+        reconstruction.append(ops.convert_to_numpy(vae.reconstruction_term(batch, outputs["reconstruction"])))
         kl.append(ops.convert_to_numpy(kl_divergence(outputs["z_mean"], outputs["z_log_var"])))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
     return {"reconstruction_loss": reconstruction, "kl_loss": kl, "loss": reconstruction + kl}
 
 
 def elbo(vae: VAE, x, batch_size: int = 500) -> dict[str, float]:
-    """Mean per-image reconstruction loss, KL and negative ELBO over `x`, in nats."""
+    """Mean per-image reconstruction loss, KL and negative ELBO over `x`, in nats.
+
+    Nats of a density except for "bce" on grey-level `x` and for "mse"; see `elbo_terms`.
+    """
     return {name: float(values.mean()) for name, values in elbo_terms(vae, x, batch_size).items()}
 
 
@@ -65,8 +100,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 def log_mean_exp(values, axis: int = -1):
     """log(mean(exp(values))) along `axis`, without overflow or underflow.
 
-    Log-weights of a 784-pixel image lie around -100 to -500 nats, where exp()
-    underflows float32 to 0; `logsumexp` subtracts the maximum first and keeps them.
+    Log-weights of a 784-pixel image lie hundreds or thousands of nats from 0 (around
+    -100 to -500 for a Bernoulli decoder, often positive for a density on grey pixels),
+    where exp() under- or overflows float32; `logsumexp` subtracts the maximum first.
     """
     values = ops.convert_to_tensor(values)
     return ops.logsumexp(values, axis=axis) - math.log(ops.shape(values)[axis])
@@ -114,9 +150,11 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     pairs, which bounds memory; lower `chunk_size` if memory runs out. Each call is
     compiled once (Keras' `predict_on_batch`) and runs at one fixed shape.
 
-    Needs a Bernoulli decoder (`vae.reconstruction == "bce"`) and, for the number to be
-    a likelihood, binary `x` (see `vaekit.data.binarize`): on grey-level pixels BCE is
-    not a normalised density (Loaiza-Ganem & Cunningham 2019), so a warning is issued.
+    Works for every reconstruction kind; the result is -log p(x) in nats of a density
+    for "continuous_bernoulli", "gaussian" (with the VAE's learned variance) and "bce"
+    on binary `x` (see `vaekit.data.binarize`). For "bce" on grey-level pixels (BCE is
+    not a normalised density there; Loaiza-Ganem & Cunningham 2019) and for "mse" (no
+    normalising constant) it is not, and a warning says so.
     The estimate is an upper bound on -log p(x) in expectation and never above the
     negative ELBO on average; `seed` makes the draws reproducible.
     """
@@ -124,18 +162,7 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     k = _checks.positive_int("k", k)
     batch_size = min(_checks.positive_int("batch_size", batch_size), len(x))
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
-    if vae.reconstruction != "bce":
-        raise ValueError(
-            f"The log-likelihood is not defined for reconstruction={vae.reconstruction!r}: the "
-            "summed squared error is not the log-density of a stated decoder distribution. "
-            "Use a VAE trained with reconstruction='bce' (a Bernoulli decoder)."
-        )
-    if not np.all((x == 0) | (x == 1)):
-        warnings.warn(
-            "`x` is not binary, so the Bernoulli log-likelihood is not normalised and the "
-            "result is not a true -log p(x). Binarise the images first (vaekit.data.binarize).",
-            stacklevel=2,
-        )
+    warn_if_not_a_likelihood(vae.reconstruction, x)
     samples = min(k, max(1, chunk_size // batch_size))
     weigher = _ImportanceWeights(vae, samples, seed)
     return np.concatenate([_iwae_nll_batch(weigher, x[start:start + batch_size], batch_size, k)
@@ -164,7 +191,7 @@ class _ImportanceWeights(keras.Model):
         # Row i * samples + j of the flat batch is sample j of image i, for z and x alike.
         z = self.sampling([ops.repeat(z_mean, self.samples, axis=0), ops.repeat(z_log_var, self.samples, axis=0)])
         reconstruction = self.vae.decoder(z, training=False)
-        log_px_given_z = -reconstruction_loss(ops.repeat(x, self.samples, axis=0), reconstruction, "bce")
+        log_px_given_z = -self.vae.reconstruction_term(ops.repeat(x, self.samples, axis=0), reconstruction)
         return log_importance_weights(ops.reshape(log_px_given_z, (n, self.samples)),
                                       ops.reshape(z, (n, self.samples, latent_dim)), z_mean, z_log_var)
 

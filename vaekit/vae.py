@@ -4,7 +4,8 @@ Everything a VAE needs beyond its encoder and decoder is in this file:
 
 * `Sampling` draws z = mu + sigma * eps (the reparameterisation trick),
 * `reconstruction_loss` and `kl_divergence` are the two terms of the negative ELBO,
-* `VAE.compute_loss` adds them up; Keras' own `fit` calls it on every backend.
+* `VAE.compute_loss` adds them up; Keras' own `fit` calls it on every backend,
+* `distribution_mean` (and `VAE.decode`) turn the decoder's output into the image to show.
 
 At the bottom, the safety checks `VAE.fit` runs: `check_images` (is this data a
 model can train on?) and `StopOnNonFiniteLoss` (stop at the first NaN loss).
@@ -25,9 +26,15 @@ import keras
 import numpy as np
 from keras import ops
 
-RECONSTRUCTION_LOSSES = ("bce", "mse")
-# The pixel values each reconstruction loss is defined on; `VAE.fit` refuses data outside.
-PIXEL_RANGES = {"bce": (0.0, 1.0), "mse": (0.0, 1.0)}
+RECONSTRUCTION_LOSSES = ("bce", "mse", "continuous_bernoulli", "gaussian")
+# The pixel values each reconstruction loss is meant for; `VAE.fit` refuses data outside.
+# (The Gaussian is a density on all reals, but its decoder's mean is a sigmoid in [0, 1].)
+PIXEL_RANGES = {kind: (0.0, 1.0) for kind in RECONSTRUCTION_LOSSES}
+
+LOG_2PI = math.log(2.0 * math.pi)
+# Within |1 - 2 lambda| < this, log C(lambda) comes from its Taylor series: the closed
+# form divides two numbers that both go to 0 at lambda = 1/2.
+CB_TAYLOR_RADIUS = 0.1
 
 # exp(0.5 * log_var) overflows float32 a little above log_var = 177; a diverging
 # encoder would then turn the loss into NaN. sigma in [e^-15, e^10] is far wider than
@@ -57,21 +64,91 @@ class Sampling(keras.layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
-def reconstruction_loss(x, reconstruction, kind: str = "bce"):
-    """Per-image reconstruction loss, summed over pixels (nats for "bce").
+def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
+    """Per-image reconstruction loss, summed over pixels.
 
-    "bce" is -log p(x | z) under independent Bernoulli pixels; "mse" is the summed
-    squared error. Summing (not averaging) over pixels keeps the term on the same
-    per-image scale as the KL, as in Kingma & Welling (2014); averaging would make
-    the KL ~784 times too heavy and the latent code collapse.
+    `reconstruction` is the decoder's output; what it means depends on `kind`:
+
+    * "bce": Bernoulli probabilities p; the loss is -log p(x | z) in nats, a
+      log-likelihood only where x is binary (0 or 1). On grey-level pixels BCE is not
+      the log of any normalised density, so its "nats" are not a likelihood.
+    * "mse": the summed squared error. It is not a log-density either: it equals
+      -log N(x; x_hat, I/2) less the constant (D/2) log(pi) for D pixels.
+    * "continuous_bernoulli": the parameter lambda of the continuous Bernoulli
+      (Loaiza-Ganem & Cunningham 2019), a density on [0, 1]:
+      -log p(x | lambda) = BCE(x, lambda) - log C(lambda) per pixel, in nats.
+      lambda is not the mean; see `distribution_mean`.
+    * "gaussian": the mean mu of N(x; mu, exp(log_var)), with `log_var` the decoder's
+      log-variance (a scalar, or one per pixel; `VAE` learns it). The loss is
+      -log N(x; mu, sigma^2) in nats, normalising constant included.
+
+    Summing (not averaging) over pixels keeps the term on the same per-image scale as
+    the KL, as in Kingma & Welling (2014); averaging would make the KL ~784 times too
+    heavy and the latent code collapse.
     """
     if kind not in RECONSTRUCTION_LOSSES:
         raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     if kind == "bce":
         per_pixel = ops.binary_crossentropy(x, reconstruction)
-    else:
+    elif kind == "mse":
         per_pixel = ops.square(x - reconstruction)
+    elif kind == "continuous_bernoulli":
+        per_pixel = ops.binary_crossentropy(x, reconstruction) - continuous_bernoulli_log_norm(reconstruction)
+    else:
+        if log_var is None:
+            raise ValueError('reconstruction_loss(kind="gaussian") needs `log_var`, the decoder\'s log-variance.')
+        log_var = ops.clip(ops.convert_to_tensor(log_var, dtype=reconstruction.dtype), LOG_VAR_MIN, LOG_VAR_MAX)
+        per_pixel = 0.5 * (LOG_2PI + log_var + ops.square(x - reconstruction) * ops.exp(-log_var))
     return ops.sum(ops.reshape(per_pixel, (ops.shape(x)[0], -1)), axis=-1)
+
+
+def _clip_probability(probability):
+    """Clip to [eps, 1 - eps] as `ops.binary_crossentropy` does, so that logs stay finite."""
+    epsilon = keras.config.epsilon()
+    return ops.clip(probability, epsilon, 1.0 - epsilon)
+
+
+def continuous_bernoulli_log_norm(probability):
+    """log C(lambda), the continuous Bernoulli's log-normaliser, elementwise.
+
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) = (log(1 - lambda) - log(lambda)) / (1 - 2 lambda),
+    with C(1/2) = 2. Near lambda = 1/2 both top and bottom vanish, so there, with
+    t = 1 - 2 lambda, the series artanh(t) / t = 1 + t^2/3 + t^4/5 + t^6/7 + ... is used
+    (error below 1e-9 for |t| < 0.1). lambda is clipped like BCE's probabilities.
+    """
+    probability = _clip_probability(probability)
+    t = 1.0 - 2.0 * probability
+    near_half = ops.abs(t) < CB_TAYLOR_RADIUS
+    # The closed form is evaluated at a harmless lambda where the series is used: where()
+    # picks values, but a NaN or inf in the unused branch would still poison the gradient.
+    far = ops.where(near_half, ops.zeros_like(probability) + 0.25, probability)
+    closed_form = ops.log((ops.log1p(-far) - ops.log(far)) / (1.0 - 2.0 * far))
+    t2 = ops.square(t)
+    series = math.log(2.0) + ops.log1p(t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 / 7.0)))
+    return ops.where(near_half, series, closed_form)
+
+
+def distribution_mean(kind: str, reconstruction):
+    """The mean image of the decoder's distribution, from its output `reconstruction`.
+
+    For "bce" (p), "mse" and "gaussian" (mu) that is the output itself. The continuous
+    Bernoulli's mean is not lambda: E[x] = lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)),
+    1/2 at lambda = 1/2, pulled towards 1/2 from lambda (lambda = 0.9 has mean 0.67).
+    Plots of such a model should show this mean, not lambda.
+    """
+    if not isinstance(kind, str) or kind not in RECONSTRUCTION_LOSSES:
+        raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
+    if kind != "continuous_bernoulli":
+        return reconstruction
+    probability = _clip_probability(ops.convert_to_tensor(reconstruction))
+    t = 1.0 - 2.0 * probability
+    near_half = ops.abs(t) < CB_TAYLOR_RADIUS
+    far = ops.where(near_half, ops.zeros_like(probability) + 0.25, probability)
+    closed_form = far / (2.0 * far - 1.0) + 1.0 / (ops.log1p(-far) - ops.log(far))
+    # 1/2 - t/6 - 2 t^3/45 - 22 t^5/945 - ...: the series of the same expression in t.
+    t2 = ops.square(t)
+    series = 0.5 - t * (1.0 / 6.0 + t2 * (2.0 / 45.0 + t2 * 22.0 / 945.0))
+    return ops.where(near_half, series, closed_form)
 
 
 def kl_divergence(z_mean, z_log_var):
@@ -95,6 +172,10 @@ class VAE(keras.Model):
 
     `beta=1` is the VAE of Kingma & Welling, `beta=0` trains the same network as a
     plain autoencoder (seed-002's "MSE only" run), `beta>1` is a beta-VAE.
+    `reconstruction` is one of `RECONSTRUCTION_LOSSES` (see `reconstruction_loss`).
+    With "gaussian" the VAE owns one more weight, `decoder_log_var`, the decoder's
+    log-variance, trained with the rest: one number shared by all pixels, or one per
+    pixel with `per_pixel_variance=True`. `decode(z)` gives the decoder's mean image.
 
     The training step is Keras' own: for each batch `fit` runs
 
@@ -108,7 +189,7 @@ class VAE(keras.Model):
     """
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, beta: float = 1.0,
-                 reconstruction: str = "bce", **kwargs):
+                 reconstruction: str = "bce", per_pixel_variance: bool = False, **kwargs):
         super().__init__(**kwargs)
         _check_parts(encoder, decoder)
         if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
@@ -117,10 +198,25 @@ class VAE(keras.Model):
             raise ValueError(f"`beta` must be a finite number >= 0, got {beta}.")
         if reconstruction not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"`reconstruction` must be one of {list(RECONSTRUCTION_LOSSES)}, got {reconstruction!r}.")
+        if not isinstance(per_pixel_variance, bool):
+            raise TypeError(f"`per_pixel_variance` must be True or False, got {per_pixel_variance!r}.")
+        if per_pixel_variance and reconstruction != "gaussian":
+            raise ValueError('`per_pixel_variance=True` needs reconstruction="gaussian", '
+                             f"got reconstruction={reconstruction!r}.")
         self.beta = float(beta)
         self.reconstruction = reconstruction
+        self.per_pixel_variance = per_pixel_variance
         self.encoder = encoder
         self.decoder = decoder
+        self.decoder_log_var = None
+        if reconstruction == "gaussian":
+            if per_pixel_variance and getattr(decoder, "outputs", None) is None:
+                raise ValueError("`per_pixel_variance=True` needs a functional decoder, whose output shape is known.")
+            # Starts at sigma = 1 (log sigma^2 = 0); training fits it to the squared error,
+            # so MSE's fixed weighting of that error against the KL becomes a learned one.
+            self.decoder_log_var = self.add_weight(
+                shape=tuple(decoder.output_shape[1:]) if per_pixel_variance else (),
+                initializer="zeros", name="decoder_log_var")
         # `loss` itself is tracked by Keras; these two show the ELBO's parts.
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
@@ -131,15 +227,23 @@ class VAE(keras.Model):
             self.build(encoder.input_shape)
 
     def build(self, input_shape):
-        pass  # all variables live in the already-built encoder and decoder
+        pass  # the encoder and decoder arrive built; decoder_log_var is made in __init__
 
     def call(self, inputs, training=False):
         z_mean, z_log_var, z = self.encoder(inputs, training=training)
         reconstruction = self.decoder(z, training=training)
         return {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var, "z": z}
 
+    def reconstruction_term(self, x, reconstruction):
+        """Per-image `reconstruction_loss` of this VAE's kind (with its learned variance)."""
+        return reconstruction_loss(x, reconstruction, self.reconstruction, self.decoder_log_var)
+
+    def decode(self, z):
+        """The decoder's mean image for latent codes `z` (see `distribution_mean`), as a tensor."""
+        return distribution_mean(self.reconstruction, self.decoder(z, training=False))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        reconstruction_term = ops.mean(reconstruction_loss(x, y_pred["reconstruction"], self.reconstruction))
+        reconstruction_term = ops.mean(self.reconstruction_term(x, y_pred["reconstruction"]))
         kl_term = ops.mean(kl_divergence(y_pred["z_mean"], y_pred["z_log_var"]))
         self.reconstruction_loss_tracker.update_state(reconstruction_term)
         self.kl_loss_tracker.update_state(kl_term)
@@ -194,6 +298,7 @@ class VAE(keras.Model):
             "decoder": keras.saving.serialize_keras_object(self.decoder),
             "beta": self.beta,
             "reconstruction": self.reconstruction,
+            "per_pixel_variance": self.per_pixel_variance,
         }
 
     @classmethod
