@@ -53,7 +53,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self._good_weights = self.model.get_weights()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._check(logs, f"epoch {self._epoch + 1}, batch {batch + 1}")
+        # With steps_per_execution = n > 1 (vaekit.VAE's default on TensorFlow), Keras calls
+        # this once every n batches, with the index of the group's last batch, which for the
+        # last group can lie past the end of the epoch.
+        steps_per_execution = getattr(self.model, "steps_per_execution", 1)
+        last = min(batch + 1, (self.params or {}).get("steps") or batch + 1)
+        note = f" (checked every {steps_per_execution} batches)" if steps_per_execution > 1 else ""
+        self._check(logs, f"epoch {self._epoch + 1}, batch {last}{note}")
 
     def on_epoch_end(self, epoch, logs=None):
         # Catches `val_loss` too when monitor="val_loss".
