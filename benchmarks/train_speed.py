@@ -177,8 +177,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"{QUICK['epochs']} epochs (explicit flags still win)")
     parser.add_argument("--jit-compile", choices=("auto", "true", "false"), default="auto",
                         help="vaekit's compile(jit_compile=...); the plain model keeps Keras' default")
-    parser.add_argument("--steps-per-execution", type=int, default=1,
-                        help="vaekit's compile(steps_per_execution=...); the plain model keeps 1")
+    parser.add_argument("--steps-per-execution", type=int,
+                        help="vaekit's compile(steps_per_execution=...) (default: vaekit's own, 32 on TensorFlow, "
+                             "else 1); the plain model keeps 1")
     parser.add_argument("--data-dir", help="folder with mnist.npz (default: $VAEKIT_DATA_DIR, then keras.datasets)")
     args = parser.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
@@ -187,7 +188,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch (compilation) is not timed")
     for name in ("train_limit", "test_limit", "steps_per_execution"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
     return args
 
@@ -198,8 +199,8 @@ def build_vaekit(args) -> keras.Model:
     # initial weights come out equal to the plain model's.
     model = vaekit.conv_vae(latent_dim=LATENT_DIM, seed=SAMPLING_SEED)
     jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile,
-                  steps_per_execution=args.steps_per_execution)
+    options = {} if args.steps_per_execution is None else {"steps_per_execution": args.steps_per_execution}
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=jit_compile, **options)
     return model
 
 
@@ -268,7 +269,7 @@ def main(argv=None) -> dict:
         trainers["vaekit-device"] = (build_vaekit(args), fit_on_device_epoch, jax.device_put(x_train))
     print(f"backend {keras.backend.backend()} on {describe_device()}; {len(x_train)} train / {len(x_test)} test "
           f"images, batch {BATCH_SIZE}, {args.epochs} epochs, seed {args.seed}; vaekit compile: "
-          f"jit_compile={args.jit_compile}, steps_per_execution={args.steps_per_execution}")
+          f"jit_compile={args.jit_compile}, steps_per_execution={trainers['vaekit'][0].steps_per_execution}")
     if plain is None:
         print(f"no plain baseline for the {keras.backend.backend()} backend: timing vaekit alone")
 

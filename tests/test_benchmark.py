@@ -65,3 +65,52 @@ def test_benchmark_on_jax_also_times_fit_on_device(tmp_path):
         assert re.search(rf"^{name}: [\d.]+ s/epoch .* test loss [\d.]+ nats/image", run.stdout, re.MULTILINE), run.stdout
     for name in ("vaekit", "vaekit-device"):
         assert re.search(rf"^ratio {name}/plain: [\d.]+", run.stdout, re.MULTILINE), run.stdout
+
+
+VS_PYTORCH = SCRIPT.with_name("vs_pytorch.py")
+
+
+def run_vs_pytorch(*args: str) -> subprocess.CompletedProcess:
+    """A fresh process: the script sets the thread counts before TensorFlow starts."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, str(VS_PYTORCH), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_path):
+    pytest.importorskip("torch")
+    write_small_mnist(tmp_path)
+    table = tmp_path / "table.md"
+    run = run_vs_pytorch("--train-limit", "128", "--test-limit", "64", "--epochs", "2", "--threads", "1",
+                         "--data-dir", str(tmp_path), "--markdown", str(table))
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "128 train / 64 test images, batch 128, 2 epochs" in out and "torch 1" in out
+    for model in ("fc", "conv"):
+        for name in ("vaekit", "pytorch"):
+            match = re.search(rf"^{model} {name}: ([\d.]+) s/epoch \(median of epochs 2-2, range ([\d.]+)-([\d.]+)\), "
+                              r"test loss ([\d.]+) nats/image", out, re.MULTILINE)
+            assert match, out
+            seconds, low, high, loss = map(float, match.groups())
+            assert 0 < low <= seconds <= high and np.isfinite(seconds)
+            assert 0 < loss < 2000  # 784 pixels of BCE near log 2 each is about 543
+        match = re.search(rf"^{model} ratio vaekit/pytorch: ([\d.]+)", out, re.MULTILINE)
+        assert match and 0 < float(match.group(1)) < np.inf, out
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| fc") or line.startswith("| conv")]
+    assert len(rows) == 4, table.read_text()
+
+
+@pytest.fixture(scope="module")
+def vs_pytorch():
+    spec = importlib.util.spec_from_file_location("vs_pytorch", VS_PYTORCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("args, message", [(["--models", "fc,resnet"], "--models"), (["--epochs", "1"], "at least 2"),
+                                           (["--threads", "0"], "--threads")])
+def test_vs_pytorch_refuses_bad_arguments_naming_them(vs_pytorch, capsys, args, message):
+    with pytest.raises(SystemExit):
+        vs_pytorch.parse_args(args)
+    assert message in capsys.readouterr().err

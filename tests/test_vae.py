@@ -7,7 +7,7 @@ from keras import ops
 
 import vaekit
 from vaekit import data
-from vaekit.vae import LOG_VAR_MAX
+from vaekit.vae import LOG_VAR_MAX, TENSORFLOW_STEPS_PER_EXECUTION
 
 
 def as_numpy(x):
@@ -274,3 +274,62 @@ def test_gaussian_vae_saves_and_reloads_its_learned_variance(tmp_path, per_pixel
     loaded = keras.saving.load_model(tmp_path / "vae.keras")
     assert (loaded.beta, loaded.reconstruction, loaded.per_pixel_variance) == (0.5, "gaussian", per_pixel)
     np.testing.assert_array_equal(as_numpy(loaded.decoder_log_var), learned)
+
+
+def test_compile_runs_several_steps_per_call_on_tensorflow_only_unless_told():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1))
+    vae.compile(optimizer="adam")
+    expected = TENSORFLOW_STEPS_PER_EXECUTION if keras.backend.backend() == "tensorflow" else 1
+    assert vae.steps_per_execution == expected
+    vae.compile(optimizer="adam", steps_per_execution=3)
+    assert vae.steps_per_execution == 3
+
+
+def test_default_steps_per_execution_gives_the_same_training_as_one_step_per_call():
+    x = np.random.default_rng(0).random((70, 4, 4, 1)).astype("float32")  # 4 batches of 16 and one of 6
+
+    def train(**compile_options):
+        keras.utils.set_random_seed(0)
+        vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1), seed=0)
+        vae.compile(optimizer=keras.optimizers.Adam(1e-2), **compile_options)
+        history = vae.fit(x, epochs=2, batch_size=16, shuffle=False, verbose=0).history
+        return history, int(vae.optimizer.iterations)
+
+    (default, default_steps), (one, one_steps) = train(), train(steps_per_execution=1)
+    assert default_steps == one_steps == 10
+    for name in ("loss", "reconstruction_loss", "kl_loss"):
+        np.testing.assert_allclose(default[name], one[name], rtol=1e-6, err_msg=name)
+
+
+LOAD_AND_TRAIN = """
+import sys, keras, numpy as np
+import vaekit  # registers the VAE class
+vae = keras.saving.load_model(sys.argv[1])
+assert vae.compiled, "the loaded VAE is not compiled"
+x = np.random.default_rng(0).random((40, 4, 4, 1)).astype("float32")
+history = vae.fit(x, epochs=1, batch_size=16, verbose=0).history
+print("STEPS", vae.steps_per_execution, "LOSS", history["loss"][0])
+"""
+
+
+def test_compiled_vae_reloads_compiled_and_trains_on_another_backend(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tiny import ROOT
+
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1), seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    vae.save(tmp_path / "vae.keras")
+    loaded = keras.saving.load_model(tmp_path / "vae.keras")
+    assert loaded.compiled and loaded.steps_per_execution == vae.steps_per_execution
+    # The file records "vaekit's default", not TensorFlow's 32: PyTorch refuses more than 1.
+    other = "torch" if keras.backend.backend() != "torch" else "tensorflow"
+    env = {**os.environ, "KERAS_BACKEND": other, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", LOAD_AND_TRAIN, str(tmp_path / "vae.keras")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    steps = int(run.stdout.split("STEPS", 1)[1].split()[0])
+    assert steps == (TENSORFLOW_STEPS_PER_EXECUTION if other == "tensorflow" else 1)
+    assert np.isfinite(float(run.stdout.split("LOSS", 1)[1].split()[0]))
