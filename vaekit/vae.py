@@ -49,6 +49,17 @@ LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 20.0
 # against 0.95 for PyTorch's examples/vae loop (benchmarks/vs_pytorch.py,
 # benchmarks/README.md). It changes no step or result.
 TENSORFLOW_STEPS_PER_EXECUTION = 32
+# Older Keras (3.6 tested) loses the logs of an epoch run in groups of steps: `fit` then
+# returns no `loss`. The default above is used only from the Keras it was tested with.
+STEPS_PER_EXECUTION_SINCE_KERAS = (3, 15)
+
+
+def default_steps_per_execution() -> int:
+    """What `VAE.compile` uses when not told: 32 on TensorFlow with Keras >= 3.15, else 1."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    major, minor = (int(part) for part in keras.__version__.split(".")[:2])
+    return TENSORFLOW_STEPS_PER_EXECUTION if (major, minor) >= STEPS_PER_EXECUTION_SINCE_KERAS else 1
 
 
 @keras.saving.register_keras_serializable(package="vaekit")
@@ -246,6 +257,8 @@ class VAE(keras.Model):
     def compile(self, *args, steps_per_execution: int | None = None, **kwargs):
         """Keras' `compile`; on TensorFlow `steps_per_execution` defaults to 32 instead of 1.
 
+        (With Keras 3.15 or newer; see `default_steps_per_execution`.)
+
         Several batches per call make `fit` faster on TensorFlow (see
         `TENSORFLOW_STEPS_PER_EXECUTION`); the steps and their results are the same, but
         batch-level callbacks then run once every 32 batches. JAX unrolls that loop (so
@@ -254,7 +267,7 @@ class VAE(keras.Model):
         """
         self._requested_steps_per_execution = steps_per_execution
         if steps_per_execution is None:
-            steps_per_execution = TENSORFLOW_STEPS_PER_EXECUTION if keras.backend.backend() == "tensorflow" else 1
+            steps_per_execution = default_steps_per_execution()
         super().compile(*args, steps_per_execution=steps_per_execution, **kwargs)
 
     def get_compile_config(self):
