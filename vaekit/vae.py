@@ -510,9 +510,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     `fit` return (`raise_error=False`, with `self.message` set).
     """
 
-    # Keras may call `on_train_batch_end` from a worker thread (no per-batch sync):
-    # that hook only records where the loss went bad; `on_epoch_end` acts on it.
-    async_safe = True
+    # Not `async_safe`: from a worker thread (JAX) the batch's loss array can already be
+    # freed by the next step when it is read ("Array has been deleted"). The batch hook
+    # only records where the loss went bad; `on_epoch_end` acts on it.
 
     def __init__(self, monitor: str = "loss", raise_error: bool = True, restore_weights: bool = True):
         super().__init__()
