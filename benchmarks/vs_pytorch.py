@@ -46,10 +46,12 @@ import keras
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark, however this file is loaded
 
 import vaekit  # noqa: E402
 from vaekit.data import load_mnist  # noqa: E402
 from vaekit.evaluate import elbo  # noqa: E402
+from train_speed import describe_device  # noqa: E402
 
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -289,22 +291,6 @@ def torch_is_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def describe_device() -> str:
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return ", ".join(sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()}))
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"{len(gpus)} GPU(s)" if gpus else "CPU"
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
 
 
 def versions(torch_available: bool) -> str:

@@ -44,17 +44,22 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
-def test_vae_trains_and_reloads_on_backend(backend, tmp_path, real_data_dir):
+def run_on_backend(backend: str, script: str, data_dir, *args: str) -> dict:
+    """Run `script` in a fresh interpreter on `backend`; return what it printed after "RESULTS"."""
     if importlib.util.find_spec(BACKEND_MODULES[backend]) is None:
         pytest.fail(f"{backend} is not installed; the test extras install all three backends")
-    env = {**os.environ, "KERAS_BACKEND": backend, "VAEKIT_DATA_DIR": str(real_data_dir),
+    env = {**os.environ, "KERAS_BACKEND": backend, "VAEKIT_DATA_DIR": str(data_dir),
            "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(run.stdout.split("RESULTS", 1)[1])
     assert results["backend"] == backend
+    return results
+
+
+@pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
+def test_vae_trains_and_reloads_on_backend(backend, tmp_path, real_data_dir):
+    results = run_on_backend(backend, SCRIPT, real_data_dir, str(tmp_path))
     for name in ("conv_vae", "fc_vae"):
         losses = results[name]["loss"]
         assert losses[-1] < losses[0], f"{name} on {backend}: loss did not fall ({losses})"
@@ -119,15 +124,7 @@ LAMBDAS = [1e-4, 0.2, 0.4499, 0.4501, 0.4999, 0.5, 0.5001, 0.9, 1 - 1e-4]
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
 def test_continuous_bernoulli_and_gaussian_train_and_differentiate_on_backend(backend, tmp_path, real_data_dir):
-    if importlib.util.find_spec(BACKEND_MODULES[backend]) is None:
-        pytest.fail(f"{backend} is not installed; the test extras install all three backends")
-    env = {**os.environ, "KERAS_BACKEND": backend, "VAEKIT_DATA_DIR": str(real_data_dir),
-           "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, "-c", LIKELIHOOD_SCRIPT, str(tmp_path), json.dumps(LAMBDAS)], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.split("RESULTS", 1)[1])
-    assert results["backend"] == backend
+    results = run_on_backend(backend, LIKELIHOOD_SCRIPT, real_data_dir, str(tmp_path), json.dumps(LAMBDAS))
 
     # log C(lambda) and d/dlambda of -log p(0.3 | lambda), against float64 closed forms
     # evaluated at the float32 lambdas the backend saw.

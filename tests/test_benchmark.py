@@ -14,12 +14,17 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
 
 
-@pytest.fixture(scope="module")
-def train_speed():
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
+def load_script(path: Path):
+    """A benchmark script as a module, without running its main()."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def train_speed():
+    return load_script(SCRIPT)
 
 
 def write_small_mnist(folder: Path) -> None:
@@ -102,10 +107,7 @@ def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_pa
 
 @pytest.fixture(scope="module")
 def vs_pytorch():
-    spec = importlib.util.spec_from_file_location("vs_pytorch", VS_PYTORCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(VS_PYTORCH)
 
 
 @pytest.mark.parametrize("args, message", [(["--models", "fc,resnet"], "--models"), (["--epochs", "1"], "at least 2"),
