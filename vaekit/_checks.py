@@ -112,13 +112,6 @@ def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.
     return y
 
 
-def is_functional(model) -> bool:
-    """True for a functional keras.Model, whose inputs and outputs are known before any call."""
-    import keras  # here, not at the top: the data helpers use this module without keras
-
-    return isinstance(model, keras.Model) and getattr(model, "outputs", None) is not None
-
-
 def checked(builder: Callable, check: Callable[..., dict]) -> Callable:
     """`builder` that first passes all its arguments (defaults filled in) through `check`.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 
 from vaekit import _checks
-from vaekit.vae import RECONSTRUCTION_LOSSES, VAE, Sampling
+from vaekit.vae import RECONSTRUCTION_LOSSES, VAE, Sampling, _is_functional
 
 
 def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
@@ -235,7 +235,7 @@ def _check_conv_vae(latent_dim, hidden_units, input_shape, filters, seed, beta, 
 def _check_deterministic_autoencoder(vae, name):
     if not isinstance(vae, VAE):
         raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
-    if not _checks.is_functional(vae.encoder):
+    if not _is_functional(vae.encoder):
         raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
                         f"got a subclassed {type(vae.encoder).__name__}.")
     if not isinstance(name, str) or not name:
