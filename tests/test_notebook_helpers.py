@@ -1,5 +1,5 @@
 """What the notebooks measure and draw with: reconstruction metrics, ROC curves and AUC
-(`evaluate`), panels of image grids and latent scatters, curves of many runs, ROC plots and
+(`evaluate`, with bootstrap intervals), panels of image grids and latent scatters, curves of many runs, ROC plots and
 saved figures (`plots`)."""
 
 import os
@@ -49,6 +49,81 @@ def test_roc_auc_needs_both_classes():
     with pytest.raises(ValueError, match="at least one anomaly and one normal"):
         evaluate.roc_auc([0.1, 0.2], [1, 1])
 
+
+
+def test_bootstrap_roc_auc_is_one_everywhere_for_a_perfect_ranking_and_repeats_with_its_seed():
+    scores, is_anomaly = np.arange(30.0), np.arange(30) >= 20
+    assert np.all(evaluate.bootstrap_roc_auc(scores, is_anomaly, resamples=50) == 1.0)
+    rng = np.random.default_rng(1)
+    scores, is_anomaly = rng.random(80), rng.random(80) < 0.5
+    first = evaluate.bootstrap_roc_auc(scores, is_anomaly, resamples=300, seed=3)
+    assert first.shape == (300,)
+    np.testing.assert_array_equal(first, evaluate.bootstrap_roc_auc(scores, is_anomaly, resamples=300, seed=3))
+    assert not np.array_equal(first, evaluate.bootstrap_roc_auc(scores, is_anomaly, resamples=300, seed=4))
+
+
+def test_bootstrap_roc_auc_counts_ties_as_half_like_roc_auc():
+    # Every score equal: each resample's AUC is exactly 1/2, as roc_auc says for the full set.
+    aucs = evaluate.bootstrap_roc_auc(np.zeros(40), np.arange(40) % 3 == 0, resamples=20)
+    assert np.all(aucs == 0.5)
+
+
+def test_bootstrap_roc_auc_is_centred_on_the_auc_with_the_textbook_standard_error():
+    # Two Gaussians one standard deviation apart: Hanley & McNeil's (1982) standard error.
+    rng = np.random.default_rng(0)
+    n_anomalous, n_normal = 300, 500
+    scores = np.r_[rng.normal(1.0, 1.0, n_anomalous), rng.normal(0.0, 1.0, n_normal)]
+    is_anomaly = np.r_[np.ones(n_anomalous), np.zeros(n_normal)].astype(bool)
+    auc = evaluate.roc_auc(scores, is_anomaly)
+    aucs = evaluate.bootstrap_roc_auc(scores, is_anomaly, resamples=2000)
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    hanley_mcneil = np.sqrt((auc * (1 - auc) + (n_anomalous - 1) * (q1 - auc ** 2)
+                             + (n_normal - 1) * (q2 - auc ** 2)) / (n_anomalous * n_normal))
+    assert np.mean(aucs) == pytest.approx(auc, abs=0.003)
+    assert np.std(aucs) == pytest.approx(hanley_mcneil, rel=0.15)
+
+
+def test_bootstrap_interval_covers_the_population_auc_about_95_percent_of_the_time():
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    population_auc = norm.cdf(1.0 / np.sqrt(2))  # normal scores N(0, 1), anomalies N(1, 1)
+    covered = 0
+    for trial in range(200):
+        scores = np.r_[rng.normal(1.0, 1.0, 60), rng.normal(0.0, 1.0, 60)]
+        low, high = np.percentile(evaluate.bootstrap_roc_auc(scores, np.arange(120) < 60, resamples=400,
+                                                             seed=trial), [2.5, 97.5])
+        covered += low <= population_auc <= high
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+
+def test_unstratified_bootstrap_draws_the_same_test_examples_for_every_scoring_of_one_test_set():
+    rng = np.random.default_rng(2)
+    scores = rng.random((2, 50))  # two models' (or two normal classes') scores of the same 50 examples
+    labels = rng.random((2, 50)) < 0.5
+    runs = [evaluate.bootstrap_roc_auc(s, y, resamples=30, seed=7, stratify=False) for s, y in zip(scores, labels)]
+    indices = np.random.default_rng(7).integers(0, 50, size=(30, 50))
+    for run, s, y in zip(runs, scores, labels):
+        expected = [evaluate.roc_auc(s[i], y[i]) for i in indices]
+        np.testing.assert_allclose(run, expected, rtol=1e-12)
+    # So the element-wise mean is the bootstrap of the mean AUC, resample by resample.
+    np.testing.assert_allclose(np.mean(runs, axis=0), np.mean([[evaluate.roc_auc(s[i], y[i]) for s, y in
+                                                                zip(scores, labels)] for i in indices], axis=1))
+
+
+def test_unstratified_resample_without_one_class_is_nan():
+    # One anomaly among three examples: some of 200 resamples of three draws miss it.
+    aucs = evaluate.bootstrap_roc_auc([0.1, 0.2, 0.9], [0, 0, 1], resamples=200, stratify=False)
+    assert np.isnan(aucs).any() and np.all(aucs[~np.isnan(aucs)] == 1.0)
+
+def test_bootstrap_roc_auc_rejects_bad_arguments_by_name():
+    with pytest.raises(ValueError, match="resamples"):
+        evaluate.bootstrap_roc_auc([0.1, 0.9], [0, 1], resamples=0)
+    with pytest.raises(ValueError, match="at least one anomaly and one normal"):
+        evaluate.bootstrap_roc_auc([0.1, 0.2], [0, 0])
+    with pytest.raises(ValueError, match="same length"):
+        evaluate.bootstrap_roc_auc([0.1, 0.2, 0.3], [0, 1])
 
 def test_plot_image_panels_draws_one_titled_panel_per_run(tmp_path):
     rng = np.random.default_rng(0)
