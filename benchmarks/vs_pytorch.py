@@ -39,6 +39,7 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,17 +166,21 @@ class TorchPeer:
         return train_loss / len(self.loader.dataset)
 
     def test_loss(self, x_test: np.ndarray, seed: int, batch_size: int = 500) -> float:
-        """Negative ELBO in nats per image, one posterior sample per image."""
+        """Negative ELBO in nats per image, one posterior sample per image.
+
+        Its own random stream: training's noise continues afterwards as if it had not run.
+        """
         torch = self.torch
-        torch.manual_seed(seed)
-        self.model.eval()
         images = torch.from_numpy(np.ascontiguousarray(x_test.transpose(0, 3, 1, 2)))
         total = 0.0
-        with torch.no_grad():
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(seed)
+            self.model.eval()
             for start in range(0, len(images), batch_size):
                 data = images[start:start + batch_size].to(self.device)
                 recon, mu, logvar = self.model(data)
                 total += torch_loss_per_image(recon, data, mu, logvar).sum().item()
+        self.model.train()
         return total / len(images)
 
     def parameter_count(self) -> int:
@@ -201,9 +206,16 @@ class InterleavedEpochs(keras.callbacks.Callback):
     """
 
     def __init__(self, others: dict[str, Callable[[], object]], seconds: dict[str, list[float]],
-                 cpu_seconds: dict[str, list[float]]):
+                 cpu_seconds: dict[str, list[float]],
+                 epoch_losses: dict[str, tuple[Callable[[], float], list[float]]] | None = None):
         super().__init__()
         self.others, self.seconds, self.cpu_seconds = others, seconds, cpu_seconds
+        self.epoch_losses = epoch_losses  # name -> (test loss function, values): measured after each epoch, untimed
+
+    def _measure_loss(self, name: str) -> None:
+        if self.epoch_losses is not None:
+            test_loss, values = self.epoch_losses[name]
+            values.append(test_loss())
 
     def _run_others(self, names) -> None:
         for name in names:
@@ -211,6 +223,7 @@ class InterleavedEpochs(keras.callbacks.Callback):
             self.others[name]()
             self.seconds[name].append(time.perf_counter() - start)
             self.cpu_seconds[name].append(time.process_time() - cpu_start)
+            self._measure_loss(name)
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch % 2 == 1:
@@ -220,6 +233,7 @@ class InterleavedEpochs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.seconds["vaekit"].append(time.perf_counter() - self.start)
         self.cpu_seconds["vaekit"].append(time.process_time() - self.cpu_start)
+        self._measure_loss("vaekit")
         if epoch % 2 == 0:
             self._run_others(list(self.others))
 
@@ -243,6 +257,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="pass this to vaekit's compile (default: vaekit's own default, 32 on TensorFlow, else 1)")
     parser.add_argument("--fit-on-device", action="store_true",
                         help="JAX only: also time vaekit.fit_on_device (\"vaekit-device\")")
+    parser.add_argument("--loss-every-epoch", action="store_true",
+                        help="also measure each trainer's test loss after every epoch (untimed) and print the "
+                             "time each needs to reach the test loss that all of them reach")
     parser.add_argument("--no-torch", action="store_true", help="time vaekit alone, without the PyTorch peers")
     parser.add_argument("--markdown", help="also append the results to this file as a Markdown table")
     parser.add_argument("--data-dir", help="folder with mnist.npz (default: $VAEKIT_DATA_DIR, then keras.datasets)")
@@ -310,6 +327,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
     """Trains every implementation of one model, interleaved; returns name -> results."""
     vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
     others, finals = {}, {}
+    epoch_losses = {"vaekit": (lambda: test_loss_vaekit(vae, x_test), [])}
     if args.fit_on_device:
         import jax
 
@@ -319,14 +337,17 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
         others["vaekit-device"] = lambda: vaekit.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
                                                                verbose=0, seed=next(shuffle_seeds))
         finals["vaekit-device"] = lambda: test_loss_vaekit(device_vae, x_test, args.seed)
+        epoch_losses["vaekit-device"] = (lambda: test_loss_vaekit(device_vae, x_test), [])
     if use_torch:
         peer = TorchPeer(model_name, x_train, args.seed)
         others["pytorch"] = peer.train_epoch
         finals["pytorch"] = lambda: peer.test_loss(x_test, args.seed)
+        epoch_losses["pytorch"] = (lambda: peer.test_loss(x_test, args.seed), [])
     seconds = {name: [] for name in ["vaekit", *others]}
     cpu_seconds = {name: [] for name in seconds}
     vae.fit(x_train, epochs=args.epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0,
-            callbacks=[InterleavedEpochs(others, seconds, cpu_seconds)])
+            callbacks=[InterleavedEpochs(others, seconds, cpu_seconds,
+                                         epoch_losses if args.loss_every_epoch else None)])
     finals["vaekit"] = lambda: test_loss_vaekit(vae, x_test, args.seed)
 
     print(f"{model_name}: {vae.count_params():,} parameters in vaekit (steps_per_execution {vae.steps_per_execution}"
@@ -352,23 +373,53 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
             result = results[name]
             result["ratio"] = result["seconds_per_epoch"] / results["pytorch"]["seconds_per_epoch"]
             print(f"{model_name} ratio {name}/pytorch: {result['ratio']:.3f} (below 1 means {name} is faster)")
+    if args.loss_every_epoch:
+        print_equal_loss(model_name, results, {name: values for name, (_, values) in epoch_losses.items()}, use_torch)
     return results
 
 
-def test_loss_vaekit(vae: vaekit.VAE, x_test: np.ndarray, seed: int) -> float:
-    keras.utils.set_random_seed(seed)
-    return elbo(vae, x_test)["loss"]
+def print_equal_loss(model_name: str, results: dict[str, dict], epoch_losses: dict[str, list[float]],
+                     use_torch: bool) -> None:
+    """Time to equal loss: how long each trainer needs to reach the test loss that every one reaches.
+
+    The target is the highest of the final test losses. A trainer's time is the number of
+    epochs after which its test loss first was at or below the target, times its median
+    seconds per epoch (so compilation counts for none).
+    """
+    print(f"{model_name} test loss after each epoch (nats/image): " + "; ".join(
+        f"{name} " + " ".join(f"{loss:.2f}" for loss in losses) for name, losses in epoch_losses.items()))
+    target = max(losses[-1] for losses in epoch_losses.values())
+    for name, losses in epoch_losses.items():
+        epochs_needed = next(epoch for epoch, loss in enumerate(losses, start=1) if loss <= target)
+        results[name]["seconds_to_equal_loss"] = epochs_needed * results[name]["seconds_per_epoch"]
+        print(f"{model_name} {name} reaches {target:.2f} nats after {epochs_needed} epochs: "
+              f"{results[name]['seconds_to_equal_loss']:.3f} s at its median epoch time")
+    if use_torch:
+        for name in (name for name in results if name != "pytorch"):
+            ratio = results[name]["seconds_to_equal_loss"] / results["pytorch"]["seconds_to_equal_loss"]
+            results[name]["ratio_at_equal_loss"] = ratio
+            print(f"{model_name} ratio at equal test loss {name}/pytorch: {ratio:.3f} (below 1 means {name} is faster)")
+
+
+def test_loss_vaekit(vae: vaekit.VAE, x_test: np.ndarray, seed: int | None = None) -> float:
+    """Negative ELBO in nats per image (`seed`: reseed first; None, during training, leaves the seeds alone)."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    with warnings.catch_warnings():  # BCE on grey pixels is not a likelihood: known, and the same for both
+        warnings.simplefilter("ignore")
+        return elbo(vae, x_test)["loss"]
 
 
 def markdown_table(all_results: dict[str, dict[str, dict]], header: str) -> str:
     lines = [f"{header}", "", "| model | trainer | s/epoch (median) | range | CPU s/epoch | test −ELBO (nats) "
-             "| ratio to PyTorch |", "|---|---|---|---|---|---|---|"]
+             "| ratio to PyTorch | at equal test loss |", "|---|---|---|---|---|---|---|---|"]
     for model_name, results in all_results.items():
         for name, result in results.items():
-            ratio = f"{result['ratio']:.3f}" if "ratio" in result else ("1" if name == "pytorch" else "—")
+            ratios = [f"{result[key]:.3f}" if key in result else ("1" if name == "pytorch" else "—")
+                      for key in ("ratio", "ratio_at_equal_loss")]
             lines.append(f"| {model_name} | {name} | {result['seconds_per_epoch']:.3f} | {result['min']:.3f}–"
                          f"{result['max']:.3f} | {result['cpu_seconds_per_epoch']:.3f} | {result['test_loss']:.2f} "
-                         f"| {ratio} |")
+                         f"| {' | '.join(ratios)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -87,7 +87,7 @@ def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_pa
     write_small_mnist(tmp_path)
     table = tmp_path / "table.md"
     run = run_vs_pytorch("--train-limit", "128", "--test-limit", "64", "--epochs", "2", "--threads", "1",
-                         "--data-dir", str(tmp_path), "--markdown", str(table))
+                         "--loss-every-epoch", "--data-dir", str(tmp_path), "--markdown", str(table))
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "128 train / 64 test images, batch 128, 2 epochs" in out and "torch 1" in out
@@ -100,6 +100,16 @@ def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_pa
             assert 0 < low <= seconds <= high and np.isfinite(seconds)
             assert 0 < loss < 2000  # 784 pixels of BCE near log 2 each is about 543
         match = re.search(rf"^{model} ratio vaekit/pytorch: ([\d.]+)", out, re.MULTILINE)
+        assert match and 0 < float(match.group(1)) < np.inf, out
+        # Time to equal loss: the target is the higher final loss, which both reached within the 2 epochs.
+        losses = re.search(rf"^{model} test loss after each epoch \(nats/image\): vaekit ([\d.]+) ([\d.]+); "
+                           r"pytorch ([\d.]+) ([\d.]+)$", out, re.MULTILINE)
+        assert losses, out
+        target = max(float(losses.group(2)), float(losses.group(4)))
+        for name in ("vaekit", "pytorch"):
+            reached = re.search(rf"^{model} {name} reaches ([\d.]+) nats after ([12]) epochs", out, re.MULTILINE)
+            assert reached and float(reached.group(1)) == pytest.approx(target, abs=0.006), out
+        match = re.search(rf"^{model} ratio at equal test loss vaekit/pytorch: ([\d.]+)", out, re.MULTILINE)
         assert match and 0 < float(match.group(1)) < np.inf, out
     rows = [line for line in table.read_text().splitlines() if line.startswith("| fc") or line.startswith("| conv")]
     assert len(rows) == 4, table.read_text()
@@ -116,3 +126,14 @@ def test_vs_pytorch_refuses_bad_arguments_naming_them(vs_pytorch, capsys, args, 
     with pytest.raises(SystemExit):
         vs_pytorch.parse_args(args)
     assert message in capsys.readouterr().err
+
+
+def test_time_to_equal_loss_counts_epochs_to_the_higher_final_loss(vs_pytorch, capsys):
+    results = {"vaekit": {"seconds_per_epoch": 10.0}, "pytorch": {"seconds_per_epoch": 20.0}}
+    losses = {"vaekit": [200.0, 150.0, 140.0], "pytorch": [210.0, 170.0, 160.0]}
+    vs_pytorch.print_equal_loss("conv", results, losses, use_torch=True)
+    # Both reach 160 (pytorch's final loss): vaekit after 2 epochs (20 s), pytorch after 3 (60 s).
+    assert results["vaekit"]["seconds_to_equal_loss"] == 20.0
+    assert results["pytorch"]["seconds_to_equal_loss"] == 60.0
+    assert results["vaekit"]["ratio_at_equal_loss"] == pytest.approx(1 / 3)
+    assert "conv ratio at equal test loss vaekit/pytorch: 0.333" in capsys.readouterr().out
