@@ -22,12 +22,18 @@ Both frameworks use the same number of CPU threads (`--threads`, default all cor
 `torch.set_num_threads` and TensorFlow's intra-op pool. The test loss is the negative
 ELBO (one posterior sample per image, as in training) on the same test images.
 
+Two frameworks in one process disturb each other (on a 2-core CPU, TensorFlow epochs
+that follow a PyTorch epoch took about twice as long), so `--separate-processes ROUNDS`
+times each trainer in its own fresh process instead, one process per trainer and round,
+the order alternating between rounds.
+
 On JAX, `--fit-on-device` adds "vaekit-device": the same vaekit model trained with
 `vaekit.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
 Without torch installed the script times vaekit alone and says so.
 
     python benchmarks/vs_pytorch.py --quick                    # a few minutes on a 2-core CPU
     python benchmarks/vs_pytorch.py --models fc --epochs 6     # full MNIST, FC only
+    python benchmarks/vs_pytorch.py --separate-processes 2 --epochs 4 --loss-every-epoch
     KERAS_BACKEND=jax python benchmarks/vs_pytorch.py --fit-on-device --markdown table.md
 """
 
@@ -35,8 +41,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -57,6 +65,7 @@ from train_speed import describe_device  # noqa: E402
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 MODELS = ("fc", "conv")
+WORKER_MARK = "WORKER RESULT "  # the line a --worker process prints its numbers on
 QUICK = {"epochs": 3, "train_limit": 6000, "test_limit": 1000}
 FULL = {"epochs": 6, "train_limit": 60_000, "test_limit": 10_000}
 
@@ -260,6 +269,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loss-every-epoch", action="store_true",
                         help="also measure each trainer's test loss after every epoch (untimed) and print the "
                              "time each needs to reach the test loss that all of them reach")
+    parser.add_argument("--separate-processes", type=int, metavar="ROUNDS",
+                        help="time each trainer in its own process instead of interleaving epochs in one: ROUNDS "
+                             "rounds of one process per trainer, the order alternating; test losses are means "
+                             "over the rounds")
+    parser.add_argument("--worker", choices=("vaekit", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--no-torch", action="store_true", help="time vaekit alone, without the PyTorch peers")
     parser.add_argument("--markdown", help="also append the results to this file as a Markdown table")
     parser.add_argument("--data-dir", help="folder with mnist.npz (default: $VAEKIT_DATA_DIR, then keras.datasets)")
@@ -273,9 +287,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--models takes a comma-separated list from {', '.join(MODELS)}; got {unknown or 'none'}")
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch (compilation) is not timed")
-    for name in ("train_limit", "test_limit", "threads", "steps_per_execution"):
+    for name in ("train_limit", "test_limit", "threads", "steps_per_execution", "separate_processes"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
+    if args.separate_processes and args.fit_on_device:
+        parser.error("--fit-on-device is timed interleaved only; leave out --separate-processes")
     if args.fit_on_device and keras.backend.backend() != "jax":
         parser.error("--fit-on-device needs KERAS_BACKEND=jax (elsewhere fit_on_device is fit)")
     return args
@@ -358,14 +374,23 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
         note = "  (includes compilation, not counted)" if epoch == 0 else ""
         print(f"{model_name} {epoch + 1:5d}  " + "  ".join(f"{values[epoch]:12.3f}s" for values in seconds.values())
               + note)
+    return summarise(model_name, args, {name: values[1:] for name, values in seconds.items()},
+                     {name: values[1:] for name, values in cpu_seconds.items()},
+                     {name: final() for name, final in finals.items()},
+                     {name: values for name, (_, values) in epoch_losses.items()}, use_torch)
+
+
+def summarise(model_name: str, args, timed: dict[str, list[float]], cpu_timed: dict[str, list[float]],
+              test_losses: dict[str, float], epoch_losses: dict[str, list[float]], use_torch: bool,
+              counted: str | None = None) -> dict[str, dict]:
+    """Prints each trainer's median epoch time, CPU time and test loss, and the ratios to PyTorch."""
+    counted = counted or f"epochs 2-{args.epochs}"
     results = {}
-    for name, values in seconds.items():
-        timed = values[1:]
-        results[name] = {"seconds_per_epoch": statistics.median(timed), "min": min(timed), "max": max(timed),
-                         "cpu_seconds_per_epoch": statistics.median(cpu_seconds[name][1:]),
-                         "test_loss": finals[name]()}
+    for name, values in timed.items():
+        results[name] = {"seconds_per_epoch": statistics.median(values), "min": min(values), "max": max(values),
+                         "cpu_seconds_per_epoch": statistics.median(cpu_timed[name]), "test_loss": test_losses[name]}
     for name, result in results.items():
-        print(f"{model_name} {name}: {result['seconds_per_epoch']:.3f} s/epoch (median of epochs 2-{args.epochs}, "
+        print(f"{model_name} {name}: {result['seconds_per_epoch']:.3f} s/epoch (median of {counted}, "
               f"range {result['min']:.3f}-{result['max']:.3f}), test loss {result['test_loss']:.2f} nats/image "
               f"(negative ELBO); CPU time {result['cpu_seconds_per_epoch']:.3f} s/epoch")
     if use_torch:
@@ -374,7 +399,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
             result["ratio"] = result["seconds_per_epoch"] / results["pytorch"]["seconds_per_epoch"]
             print(f"{model_name} ratio {name}/pytorch: {result['ratio']:.3f} (below 1 means {name} is faster)")
     if args.loss_every_epoch:
-        print_equal_loss(model_name, results, {name: values for name, (_, values) in epoch_losses.items()}, use_torch)
+        print_equal_loss(model_name, results, epoch_losses, use_torch)
     return results
 
 
@@ -399,6 +424,65 @@ def print_equal_loss(model_name: str, results: dict[str, dict], epoch_losses: di
             ratio = results[name]["seconds_to_equal_loss"] / results["pytorch"]["seconds_to_equal_loss"]
             results[name]["ratio_at_equal_loss"] = ratio
             print(f"{model_name} ratio at equal test loss {name}/pytorch: {ratio:.3f} (below 1 means {name} is faster)")
+
+
+def train_alone(trainer: str, model_name: str, args, x_train, x_test) -> dict[str, list[float] | float]:
+    """One trainer, alone in this process (--separate-processes runs this in a child process)."""
+    seconds, cpu_seconds, losses = [], [], []
+    if trainer == "vaekit":
+        vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
+        timing = InterleavedEpochs({}, {"vaekit": seconds}, {"vaekit": cpu_seconds},
+                                   {"vaekit": (lambda: test_loss_vaekit(vae, x_test), losses)}
+                                   if args.loss_every_epoch else None)
+        vae.fit(x_train, epochs=args.epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0, callbacks=[timing])
+        test_loss = test_loss_vaekit(vae, x_test, args.seed)
+    else:
+        peer = TorchPeer(model_name, x_train, args.seed)
+        for _ in range(args.epochs):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            peer.train_epoch()
+            seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
+            if args.loss_every_epoch:
+                losses.append(peer.test_loss(x_test, args.seed))
+        test_loss = peer.test_loss(x_test, args.seed)
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "epoch_losses": losses, "test_loss": test_loss}
+
+
+def benchmark_model_in_processes(model_name: str, args, use_torch: bool) -> dict[str, dict]:
+    """Each trainer in its own fresh process, `args.separate_processes` rounds, the order alternating.
+
+    Two frameworks in one process disturb each other: on a 2-core CPU, TensorFlow epochs
+    that follow a PyTorch epoch in the same process took about twice as long. Here each
+    process trains one framework only, as a user's would; the first epoch of each process
+    (tracing, warm-up) is not counted.
+    """
+    trainers = ["vaekit", "pytorch"] if use_torch else ["vaekit"]
+    timed = {name: [] for name in trainers}
+    cpu_timed = {name: [] for name in trainers}
+    runs = {name: [] for name in trainers}
+    passed = ["--models", model_name, "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
+              "--test-limit", str(args.test_limit), "--seed", str(args.seed), "--threads", str(args.threads)]
+    passed += ["--data-dir", args.data_dir] if args.data_dir else []
+    passed += ["--steps-per-execution", str(args.steps_per_execution)] if args.steps_per_execution else []
+    passed += ["--loss-every-epoch"] if args.loss_every_epoch else []
+    for round_number in range(args.separate_processes):
+        for trainer in (trainers if round_number % 2 == 0 else trainers[::-1]):
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", trainer, *passed],
+                                   capture_output=True, text=True, check=False)
+            line = next((line for line in child.stdout.splitlines() if line.startswith(WORKER_MARK)), None)
+            if child.returncode != 0 or line is None:
+                raise RuntimeError(f"the {trainer} process failed:\n{child.stderr[-3000:]}")
+            run = json.loads(line[len(WORKER_MARK):])
+            print(f"{model_name} round {round_number + 1} {trainer}: epochs " + " ".join(
+                f"{value:.3f}s" for value in run["seconds"]) + " (the first not counted)")
+            timed[trainer] += run["seconds"][1:]
+            cpu_timed[trainer] += run["cpu_seconds"][1:]
+            runs[trainer].append(run)
+    test_losses = {name: statistics.mean(run["test_loss"] for run in runs[name]) for name in trainers}
+    epoch_losses = {name: list(np.mean([run["epoch_losses"] for run in runs[name]], axis=0)) for name in trainers}
+    return summarise(model_name, args, timed, cpu_timed, test_losses, epoch_losses, use_torch,
+                     counted=f"epochs 2-{args.epochs} of {args.separate_processes} processes")
 
 
 def test_loss_vaekit(vae: vaekit.VAE, x_test: np.ndarray, seed: int | None = None) -> float:
@@ -429,6 +513,9 @@ def main(argv=None) -> dict[str, dict[str, dict]]:
     threads = set_threads(args.threads, use_torch)
     (x_train, _), (x_test, _) = load_mnist(args.data_dir, limit=max(args.train_limit, args.test_limit))
     x_train, x_test = x_train[:args.train_limit], x_test[:args.test_limit]
+    if args.worker:
+        print(WORKER_MARK + json.dumps(train_alone(args.worker, args.models[0], args, x_train, x_test)))
+        return {}
     header = (f"backend {keras.backend.backend()} on {describe_device()}; {versions(use_torch)}; {threads}; "
               f"{len(x_train)} train / {len(x_test)} test images, batch {BATCH_SIZE}, {args.epochs} epochs, "
               f"seed {args.seed}")
@@ -436,7 +523,11 @@ def main(argv=None) -> dict[str, dict[str, dict]]:
     if not use_torch:
         print("PyTorch peers left out (" + ("--no-torch" if args.no_torch else "torch is not installed")
               + "): timing vaekit alone")
-    all_results = {name: benchmark_model(name, args, x_train, x_test, use_torch) for name in args.models}
+    if args.separate_processes:
+        print(f"each trainer in its own process: {args.separate_processes} rounds, the order alternating")
+        all_results = {name: benchmark_model_in_processes(name, args, use_torch) for name in args.models}
+    else:
+        all_results = {name: benchmark_model(name, args, x_train, x_test, use_torch) for name in args.models}
     if args.markdown:
         with open(args.markdown, "a") as file:
             file.write(markdown_table(all_results, header) + "\n")

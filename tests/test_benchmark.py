@@ -121,7 +121,8 @@ def vs_pytorch():
 
 
 @pytest.mark.parametrize("args, message", [(["--models", "fc,resnet"], "--models"), (["--epochs", "1"], "at least 2"),
-                                           (["--threads", "0"], "--threads")])
+                                           (["--threads", "0"], "--threads"),
+                                           (["--separate-processes", "0"], "--separate-processes")])
 def test_vs_pytorch_refuses_bad_arguments_naming_them(vs_pytorch, capsys, args, message):
     with pytest.raises(SystemExit):
         vs_pytorch.parse_args(args)
@@ -137,3 +138,23 @@ def test_time_to_equal_loss_counts_epochs_to_the_higher_final_loss(vs_pytorch, c
     assert results["pytorch"]["seconds_to_equal_loss"] == 60.0
     assert results["vaekit"]["ratio_at_equal_loss"] == pytest.approx(1 / 3)
     assert "conv ratio at equal test loss vaekit/pytorch: 0.333" in capsys.readouterr().out
+
+
+def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path):
+    pytest.importorskip("torch")
+    write_small_mnist(tmp_path)
+    run = run_vs_pytorch("--models", "fc", "--train-limit", "128", "--test-limit", "64", "--epochs", "2",
+                         "--threads", "1", "--separate-processes", "2", "--loss-every-epoch", "--data-dir", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    # Two rounds, the order alternating: vaekit first, then PyTorch first.
+    rounds = re.findall(r"^fc round (\d) (vaekit|pytorch): epochs [\d.]+s [\d.]+s", out, re.MULTILINE)
+    assert rounds == [("1", "vaekit"), ("1", "pytorch"), ("2", "pytorch"), ("2", "vaekit")], out
+    for name in ("vaekit", "pytorch"):
+        match = re.search(rf"^fc {name}: ([\d.]+) s/epoch \(median of epochs 2-2 of 2 processes, range "
+                          r"([\d.]+)-([\d.]+)\), test loss ([\d.]+) nats/image", out, re.MULTILINE)
+        assert match, out
+        seconds, low, high, loss = map(float, match.groups())
+        assert 0 < low <= seconds <= high and 0 < loss < 2000
+    assert re.search(r"^fc ratio vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
+    assert re.search(r"^fc ratio at equal test loss vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
