@@ -1,9 +1,8 @@
 """Train the configurations whose test numbers the seeds report, at full length.
 
-Notebooks 05 and 06 sweep whole grids; on a CPU they are run shortened (see the
-`epochs` column of their tables). This script trains only the runs the seeds give a
-number for, each at the seed's length (or ours where the seed gives none), and writes one table with the seed's figure beside
-ours:
+Notebooks 05 and 06 sweep whole grids, hours on a CPU. This script trains only the
+runs the seeds give a number for, each at the seed's length (or ours where the seed
+gives none), and writes one table with the seed's figure beside ours:
 
     seed-003  baseline AE, d = 2            25 epochs   test BCE 0.1855 per pixel
     seed-003  VAE d = 16, Dense(128)        25 epochs   test reconstruction ≈ 75 nats
@@ -13,11 +12,19 @@ ours:
     * seed-004 gives no epoch count; 20 is our choice (seed-000's count for the same
       kind of model), as in notebook 06. The table's `epochs_source` column says which.
 
-The table is rewritten after every run (`figures/seed_check.csv` and `.md`), so a run
-cut short keeps what finished. Usage:
+One training run says little about a difference of a nat or two: `--repeats 3` trains
+each configuration with three seeds (its own seed, then the next two) and the table
+gives their mean and range. Two tables are written, and rewritten after every run so
+a run cut short keeps what finished: `figures/seed_check_runs.csv` (and `.md`), one
+row per configuration and seed, and `figures/seed_check.csv` (and `.md`), one row per
+configuration with the mean and range over its seeds. Rows of configurations and seeds
+not trained in this call are kept from the previous table. Each run trains through
+`experiments.fit_resumable` in `runs/seed_check_<run>_seed<seed>/`, whose `history.csv`
+and `config.json` are the run's log. Usage:
 
     python scripts/seed_check.py                       # all four, about 90 min on 2 CPU cores
     python scripts/seed_check.py --runs seed-003-ae    # one of them
+    python scripts/seed_check.py --runs seed-003-ae seed-003-vae-d16 --repeats 3   # three seeds each
     VAEKIT_QUICK=1 python scripts/seed_check.py        # 512 images, 1 epoch: a smoke test
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -50,60 +58,101 @@ RUNS = {
                              epochs_source=OUR_EPOCHS, seed=0, metric="neg_elbo_nats", seed_value=254.21),
 }
 LOADERS = {"MNIST": data.load_mnist, "Fashion-MNIST": data.load_fashion_mnist}
+MEASURED = ["recon_nats", "kl_nats", "neg_elbo_nats", "bce_per_pixel"]
 
 
-def train_and_measure(x_train, x_test, model: str, latent_dim: int, hidden_units: int, epochs: int) -> dict:
+def train_and_measure(x_train, x_test, model: str, latent_dim: int, hidden_units: int, epochs: int,
+                      run_dir: Path | None = None, config: dict | None = None) -> dict:
     """Train one run; test numbers per image in nats (one posterior sample), BCE also per pixel."""
     vae = vaekit.conv_vae(latent_dim=latent_dim, hidden_units=hidden_units, input_shape=x_train.shape[1:])
     optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
+    fit = dict(run_dir=run_dir, config=config, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
     if model == "AE":  # seed-003's baseline: the same layers, decoding z = μ(x), no sampling, no KL
         network = vaekit.deterministic_autoencoder(vae)
         network.compile(optimizer=optimizer, loss=vaekit.reconstruction_loss)
-        network.fit(x_train, x_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
+        experiments.fit_resumable(network, x_train, x_train, **fit)
         reconstruction = network.predict(x_test, batch_size=1000, verbose=0)
         recon = evaluate.reconstruction_metrics(x_test, reconstruction)["bce_nats_per_image"]
         kl = total = np.nan
     else:
         vae.compile(optimizer=optimizer)
-        vae.fit(x_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
+        experiments.fit_resumable(vae, x_train, **fit)
         test = evaluate.elbo(vae, x_test)
         recon, kl, total = test["reconstruction_loss"], test["kl_loss"], test["loss"]
     return {"recon_nats": recon, "kl_nats": kl, "neg_elbo_nats": total,
             "bce_per_pixel": recon / np.prod(x_test.shape[1:])}
 
 
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration: the mean over its seeds, and the range of the compared number."""
+    rows = []
+    for name, group in runs.groupby("run", sort=False):
+        first = group.iloc[0]
+        ours = group["ours"]
+        rows.append({"run": name, **{key: first[key] for key in ("dataset", "model", "latent_dim", "hidden_units")},
+                     "seeds": " ".join(str(int(seed)) for seed in group["seed"]), "n_seeds": len(group),
+                     **{key: first[key] for key in ("epochs", "full_epochs", "epochs_source")},
+                     **{key: group[key].mean() for key in MEASURED},
+                     "compared": first["compared"], "seed_value": first["seed_value"],
+                     "ours": ours.mean(), "ours_min": ours.min(), "ours_max": ours.max(),
+                     "ours / seed": ours.mean() / first["seed_value"],
+                     "train_minutes": group["train_minutes"].mean()})
+    return pd.DataFrame(rows).set_index("run")
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs (default: all)")
-    parser.add_argument("--seed", type=int, default=None, help="override every run's seed (default: the seed's own)")
+    parser.add_argument("--seed", type=int, default=None, help="override every run's first seed (default: the seed's own)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="train each run with this many seeds: the first, then the next ones (default 1)")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where the run folders go (default: runs/ in the checkout; none in quick mode)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
 
-    limit = 512 if experiments.quick_mode() else None
-    table_path = experiments.output_dir("figures") / "seed_check"
+    quick = experiments.quick_mode()
+    limit = 512 if quick else None
+    runs_dir = args.runs_dir or (None if quick else experiments.project_root() / "runs")
+    figures = experiments.output_dir("figures")
+    runs_path, table_path = figures / "seed_check_runs", figures / "seed_check"
     experiments.describe_run(args.seed)
+    planned = [(name, (RUNS[name]["seed"] if args.seed is None else args.seed) + repeat)
+               for name in args.runs for repeat in range(args.repeats)]
+    previous = pd.read_csv(runs_path.with_suffix(".csv")) if runs_path.with_suffix(".csv").exists() else None
+    if previous is not None:  # keep what this call does not retrain
+        previous = previous[[(run, seed) not in planned for run, seed in zip(previous["run"], previous["seed"])]]
     rows = []
-    for name in args.runs:
+    for name, seed in planned:
         config = RUNS[name]
-        seed = config["seed"] if args.seed is None else args.seed
         epochs = experiments.epochs(config["epochs"])
         (x_train, _), (x_test, _) = LOADERS[config["dataset"]](limit=limit)
         x_test = x_test[:limit]
         print(f"--- {name}: {config['model']} d={config['latent_dim']} on {config['dataset']}, {epochs} epochs, seed {seed}",
               flush=True)
+        run_dir = None if runs_dir is None else runs_dir / f"seed_check_{name}_seed{seed}"
+        run_config = {key: config[key] for key in ("dataset", "model", "latent_dim", "hidden_units")}
+        run_config.update(seed=seed, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, train_images=len(x_train))
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
         measured = train_and_measure(x_train, x_test, config["model"], config["latent_dim"], config["hidden_units"],
-                                     epochs)
+                                     epochs, run_dir=run_dir, config=run_config)
         ours = measured[config["metric"]]
         rows.append({"run": name, "dataset": config["dataset"], "model": config["model"],
                      "latent_dim": config["latent_dim"], "hidden_units": config["hidden_units"], "seed": seed,
                      "epochs": epochs, "full_epochs": config["epochs"],
                      "epochs_source": config["epochs_source"], **measured, "compared": config["metric"],
                      "seed_value": config["seed_value"], "ours": ours, "ours / seed": ours / config["seed_value"],
-                     "train_minutes": (time.perf_counter() - start) / 60})
-        table = experiments.save_table(pd.DataFrame(rows).set_index("run"), table_path)
+                     "train_minutes": (time.perf_counter() - start) / 60,
+                     "run_log": "" if run_dir is None else run_dir.relative_to(run_dir.parents[1]).as_posix()})
+        runs = pd.concat([frame for frame in (previous, pd.DataFrame(rows)) if frame is not None], ignore_index=True)
+        order = {name: index for index, name in enumerate(RUNS)}
+        runs = runs.sort_values(["run", "seed"], key=lambda column: column.map(order) if column.name == "run" else column)
+        experiments.save_table(runs.set_index("run"), runs_path)
+        table = experiments.save_table(summarise(runs), table_path)
         print(table.to_string(), flush=True)
-    print(f"wrote {table_path}.csv and .md")
+    print(f"wrote {table_path}.csv, {runs_path}.csv and their .md")
     return table
 
 

@@ -16,8 +16,17 @@ def seed_check():
     return module
 
 
-def test_quick_run_writes_the_comparison_table(seed_check, real_data_dir, monkeypatch):
-    monkeypatch.setenv("VAEKIT_QUICK", "1")  # 512 images, 1 epoch, output in a temporary folder
+@pytest.fixture
+def quick_mode(seed_check, monkeypatch):
+    """512 images, 1 epoch, output in a temporary folder, without the tables of an earlier quick run."""
+    monkeypatch.setenv("VAEKIT_QUICK", "1")
+    figures = seed_check.experiments.output_dir("figures")
+    for stale in figures.glob("seed_check*"):  # the script keeps the rows of a previous table
+        stale.unlink()
+    return figures
+
+
+def test_quick_run_writes_the_comparison_table(seed_check, real_data_dir, quick_mode):
     table = seed_check.main(["--runs", "seed-003-ae", "seed-004-fashion"])
     assert list(table.index) == ["seed-003-ae", "seed-004-fashion"]
     assert list(table["seed_value"]) == [0.1855, 254.21]
@@ -30,8 +39,34 @@ def test_quick_run_writes_the_comparison_table(seed_check, real_data_dir, monkey
     assert fashion["ours"] == pytest.approx(fashion["recon_nats"] + fashion["kl_nats"], rel=1e-5)
     assert 0 < ae["ours"] < 1 and fashion["kl_nats"] >= 0
     assert fashion["ours / seed"] == pytest.approx(fashion["ours"] / 254.21)
-    written = (seed_check.experiments.output_dir("figures") / "seed_check.md").read_text()
+    written = (quick_mode / "seed_check.md").read_text()
     assert "seed-004-fashion" in written and "seed-003-vae-d16" not in written
+
+
+def test_repeats_train_each_run_with_the_next_seeds_and_report_mean_and_range(seed_check, real_data_dir, quick_mode,
+                                                                              tmp_path):
+    figures = quick_mode
+    seed_check.main(["--runs", "seed-004-mnist", "--runs-dir", str(tmp_path / "runs")])
+    table = seed_check.main(["--runs", "seed-003-ae", "--repeats", "2", "--runs-dir", str(tmp_path / "runs")])
+    runs = seed_check.pd.read_csv(figures / "seed_check_runs.csv")
+    # the earlier call's row is kept; this call's two seeds are added, each with its own run log
+    assert list(zip(runs["run"], runs["seed"])) == [("seed-003-ae", 42), ("seed-003-ae", 43), ("seed-004-mnist", 0)]
+    for seed in (42, 43):
+        assert (tmp_path / "runs" / f"seed_check_seed-003-ae_seed{seed}" / "history.csv").is_file()
+    assert list(runs["run_log"])[:2] == ["runs/seed_check_seed-003-ae_seed42", "runs/seed_check_seed-003-ae_seed43"]
+    ae_runs = runs[runs["run"] == "seed-003-ae"]["ours"]
+    assert ae_runs.iloc[0] != ae_runs.iloc[1]  # two seeds, two different models
+    ae = table.loc["seed-003-ae"]
+    assert ae["seeds"] == "42 43" and ae["n_seeds"] == 2
+    assert ae["ours"] == pytest.approx(ae_runs.mean())
+    assert ae["ours_min"] == pytest.approx(ae_runs.min()) and ae["ours_max"] == pytest.approx(ae_runs.max())
+    assert table.loc["seed-004-mnist", "n_seeds"] == 1
+
+
+def test_repeats_below_one_are_refused(seed_check, capsys):
+    with pytest.raises(SystemExit):
+        seed_check.main(["--repeats", "0"])
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_unknown_run_is_refused(seed_check, capsys):
