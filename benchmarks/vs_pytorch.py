@@ -25,7 +25,7 @@ ELBO (one posterior sample per image, as in training) on the same test images.
 Two frameworks in one process disturb each other (on a 2-core CPU, TensorFlow epochs
 that follow a PyTorch epoch took about twice as long), so `--separate-processes ROUNDS`
 times each trainer in its own fresh process instead, one process per trainer and round,
-the order alternating between rounds.
+the order alternating between rounds, and round r seeded with `--seed` + r.
 
 On JAX, `--fit-on-device` adds "vaekit-device": the same vaekit model trained with
 `vaekit.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
@@ -271,8 +271,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "time each needs to reach the test loss that all of them reach")
     parser.add_argument("--separate-processes", type=int, metavar="ROUNDS",
                         help="time each trainer in its own process instead of interleaving epochs in one: ROUNDS "
-                             "rounds of one process per trainer, the order alternating; test losses are means "
-                             "over the rounds")
+                             "rounds of one process per trainer, the order alternating, round r with seed SEED + r; "
+                             "test losses are means over the rounds")
     parser.add_argument("--worker", choices=("vaekit", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--no-torch", action="store_true", help="time vaekit alone, without the PyTorch peers")
     parser.add_argument("--markdown", help="also append the results to this file as a Markdown table")
@@ -455,27 +455,32 @@ def benchmark_model_in_processes(model_name: str, args, use_torch: bool) -> dict
     Two frameworks in one process disturb each other: on a 2-core CPU, TensorFlow epochs
     that follow a PyTorch epoch in the same process took about twice as long. Here each
     process trains one framework only, as a user's would; the first epoch of each process
-    (tracing, warm-up) is not counted.
+    (tracing, warm-up) is not counted. Round r uses the seed `args.seed + r` for both
+    trainers: at d = 2 the conv VAE's test loss after a few epochs moves by several nats
+    from one seed to another, so losses averaged over rounds compare the frameworks, not
+    the luck of one seed.
     """
     trainers = ["vaekit", "pytorch"] if use_torch else ["vaekit"]
     timed = {name: [] for name in trainers}
     cpu_timed = {name: [] for name in trainers}
     runs = {name: [] for name in trainers}
     passed = ["--models", model_name, "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
-              "--test-limit", str(args.test_limit), "--seed", str(args.seed), "--threads", str(args.threads)]
+              "--test-limit", str(args.test_limit), "--threads", str(args.threads)]
     passed += ["--data-dir", args.data_dir] if args.data_dir else []
     passed += ["--steps-per-execution", str(args.steps_per_execution)] if args.steps_per_execution else []
     passed += ["--loss-every-epoch"] if args.loss_every_epoch else []
     for round_number in range(args.separate_processes):
         for trainer in (trainers if round_number % 2 == 0 else trainers[::-1]):
-            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", trainer, *passed],
-                                   capture_output=True, text=True, check=False)
+            seed = args.seed + round_number
+            child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", trainer, *passed,
+                                    "--seed", str(seed)], capture_output=True, text=True, check=False)
             line = next((line for line in child.stdout.splitlines() if line.startswith(WORKER_MARK)), None)
             if child.returncode != 0 or line is None:
                 raise RuntimeError(f"the {trainer} process failed:\n{child.stderr[-3000:]}")
             run = json.loads(line[len(WORKER_MARK):])
-            print(f"{model_name} round {round_number + 1} {trainer}: epochs " + " ".join(
-                f"{value:.3f}s" for value in run["seconds"]) + " (the first not counted)")
+            print(f"{model_name} round {round_number + 1} {trainer} (seed {seed}): epochs " + " ".join(
+                f"{value:.3f}s" for value in run["seconds"]) + f" (the first not counted), "
+                f"test loss {run['test_loss']:.2f}")
             timed[trainer] += run["seconds"][1:]
             cpu_timed[trainer] += run["cpu_seconds"][1:]
             runs[trainer].append(run)

@@ -147,14 +147,19 @@ def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path):
                          "--threads", "1", "--separate-processes", "2", "--loss-every-epoch", "--data-dir", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    # Two rounds, the order alternating: vaekit first, then PyTorch first.
-    rounds = re.findall(r"^fc round (\d) (vaekit|pytorch): epochs [\d.]+s [\d.]+s", out, re.MULTILINE)
-    assert rounds == [("1", "vaekit"), ("1", "pytorch"), ("2", "pytorch"), ("2", "vaekit")], out
+    # Two rounds, the order alternating (vaekit first, then PyTorch first), round r with seed 0 + r.
+    rounds = re.findall(r"^fc round (\d) (vaekit|pytorch) \(seed (\d)\): epochs [\d.]+s [\d.]+s "
+                        r"\(the first not counted\), test loss ([\d.]+)", out, re.MULTILINE)
+    assert [found[:3] for found in rounds] == [("1", "vaekit", "0"), ("1", "pytorch", "0"),
+                                               ("2", "pytorch", "1"), ("2", "vaekit", "1")], out
+    round_losses = {(number, name): float(loss) for number, name, _, loss in rounds}
     for name in ("vaekit", "pytorch"):
         match = re.search(rf"^fc {name}: ([\d.]+) s/epoch \(median of epochs 2-2 of 2 processes, range "
                           r"([\d.]+)-([\d.]+)\), test loss ([\d.]+) nats/image", out, re.MULTILINE)
         assert match, out
         seconds, low, high, loss = map(float, match.groups())
         assert 0 < low <= seconds <= high and 0 < loss < 2000
+        assert round_losses[("1", name)] != round_losses[("2", name)]  # two seeds, two models
+        assert loss == pytest.approx((round_losses[("1", name)] + round_losses[("2", name)]) / 2, abs=0.01)
     assert re.search(r"^fc ratio vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
     assert re.search(r"^fc ratio at equal test loss vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
