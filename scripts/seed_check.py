@@ -145,7 +145,7 @@ def main(argv=None) -> pd.DataFrame:
                      "epochs_source": config["epochs_source"], **measured, "compared": config["metric"],
                      "seed_value": config["seed_value"], "ours": ours, "ours / seed": ours / config["seed_value"],
                      "train_minutes": (time.perf_counter() - start) / 60,
-                     "run_log": "" if run_dir is None else run_dir.relative_to(run_dir.parents[1]).as_posix()})
+                     "run_log": "" if run_dir is None else f"{runs_dir.name}/{run_dir.name}"})
         runs = pd.concat([frame for frame in (previous, pd.DataFrame(rows)) if frame is not None], ignore_index=True)
         order = {name: index for index, name in enumerate(RUNS)}
         runs = runs.sort_values(["run", "seed"], key=lambda column: column.map(order) if column.name == "run" else column)
