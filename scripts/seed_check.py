@@ -123,12 +123,16 @@ def main(argv=None) -> pd.DataFrame:
     previous = pd.read_csv(runs_path.with_suffix(".csv")) if runs_path.with_suffix(".csv").exists() else None
     if previous is not None:  # keep what this call does not retrain
         previous = previous[[(run, seed) not in planned for run, seed in zip(previous["run"], previous["seed"])]]
+    datasets = {}  # loaded once, however many seeds train on them
+    order = {name: index for index, name in enumerate(RUNS)}  # the tables list runs in RUNS' order
     rows = []
     for name, seed in planned:
         config = RUNS[name]
         epochs = experiments.epochs(config["epochs"])
-        (x_train, _), (x_test, _) = LOADERS[config["dataset"]](limit=limit)
-        x_test = x_test[:limit]
+        if config["dataset"] not in datasets:
+            (x_train, _), (x_test, _) = LOADERS[config["dataset"]](limit=limit)
+            datasets[config["dataset"]] = x_train, x_test[:limit]
+        x_train, x_test = datasets[config["dataset"]]
         print(f"--- {name}: {config['model']} d={config['latent_dim']} on {config['dataset']}, {epochs} epochs, seed {seed}",
               flush=True)
         run_dir = None if runs_dir is None else runs_dir / f"seed_check_{name}_seed{seed}"
@@ -147,7 +151,6 @@ def main(argv=None) -> pd.DataFrame:
                      "train_minutes": (time.perf_counter() - start) / 60,
                      "run_log": "" if run_dir is None else f"{runs_dir.name}/{run_dir.name}"})
         runs = pd.concat([frame for frame in (previous, pd.DataFrame(rows)) if frame is not None], ignore_index=True)
-        order = {name: index for index, name in enumerate(RUNS)}
         runs = runs.sort_values(["run", "seed"], key=lambda column: column.map(order) if column.name == "run" else column)
         experiments.save_table(runs.set_index("run"), runs_path)
         table = experiments.save_table(summarise(runs), table_path)
