@@ -148,6 +148,26 @@ def test_iwae_nll_is_reproducible_with_a_seed():
     np.testing.assert_array_equal(first, evaluate.iwae_nll_terms(vae, x, k=8, seed=3))
 
 
+def test_elbo_is_reproducible_with_a_seed_and_draws_anew_without_one():
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, seed=0)
+    x = binary_images(4)
+    first = evaluate.elbo_terms(vae, x, seed=3)
+    np.testing.assert_allclose(first["kl_loss"], evaluate.elbo_terms(vae, x, batch_size=3, seed=3)["kl_loss"], rtol=1e-5)
+    np.testing.assert_array_equal(first["loss"], evaluate.elbo_terms(vae, x, seed=3)["loss"])
+    assert not np.array_equal(first["reconstruction_loss"], evaluate.elbo_terms(vae, x, seed=4)["reconstruction_loss"])
+    # Without a seed the VAE's own sampling layer draws, and its state moves on between calls.
+    assert evaluate.elbo(vae, x)["reconstruction_loss"] != evaluate.elbo(vae, x)["reconstruction_loss"]
+    assert evaluate.elbo(vae, x, seed=3) == {name: pytest.approx(float(values.mean()), rel=1e-6)
+                                             for name, values in first.items()}
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError)])
+def test_elbo_rejects_a_bad_seed(value, error):
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    with pytest.raises(error, match="seed"):
+        evaluate.elbo(vae, binary_images(2), seed=value)
+
+
 def grey_images(n=5, seed=0):
     return np.random.default_rng(seed).random((n, 28, 28, 1)).astype("float32")
 

@@ -48,7 +48,7 @@ def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> b
     return True
 
 
-def elbo_terms(vae: VAE, x, batch_size: int = 500) -> dict[str, np.ndarray]:
+def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
     """Per-image reconstruction loss, KL and their sum (the negative ELBO at beta=1).
 
     One posterior sample per image, as in training. Returns arrays of length n. The
@@ -56,26 +56,37 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500) -> dict[str, np.ndarray]:
     Gaussian (with the VAE's learned variance), and for "bce" on binary `x`. For "bce"
     on grey-level `x` it is not a log-likelihood (BCE is not a normalised density on
     [0, 1]), nor is "mse"; a warning says so.
+
+    With `seed=None` the sample comes from the VAE's own sampling layer, whose random
+    state moves on with every call (and with training), so two calls differ slightly.
+    An integer `seed` draws the samples from a fresh generator seeded with it: the same
+    weights, data and seed then give the same numbers on every call.
     """
     x = _checks.images("x", x)
     batch_size = _checks.positive_int("batch_size", batch_size)
+    seed = _checks.optional_seed("seed", seed)
     warn_if_not_a_likelihood(vae.reconstruction, x)
+    sampling = None if seed is None else Sampling(seed)
     reconstruction, kl = [], []
     for start in range(0, len(x), batch_size):
         batch = ops.convert_to_tensor(x[start:start + batch_size])
-        outputs = vae(batch, training=False)
-        reconstruction.append(ops.convert_to_numpy(vae.reconstruction_term(batch, outputs["reconstruction"])))
-        kl.append(ops.convert_to_numpy(kl_divergence(outputs["z_mean"], outputs["z_log_var"])))
+        z_mean, z_log_var, z = vae.encoder(batch, training=False)
+        if sampling is not None:
+            z = sampling([z_mean, z_log_var])
+        decoded = vae.decoder(z, training=False)
+        reconstruction.append(ops.convert_to_numpy(vae.reconstruction_term(batch, decoded)))
+        kl.append(ops.convert_to_numpy(kl_divergence(z_mean, z_log_var)))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
     return {"reconstruction_loss": reconstruction, "kl_loss": kl, "loss": reconstruction + kl}
 
 
-def elbo(vae: VAE, x, batch_size: int = 500) -> dict[str, float]:
+def elbo(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, float]:
     """Mean per-image reconstruction loss, KL and negative ELBO over `x`, in nats.
 
-    Nats of a density except for "bce" on grey-level `x` and for "mse"; see `elbo_terms`.
+    Nats of a density except for "bce" on grey-level `x` and for "mse"; `seed` makes the
+    posterior samples reproducible; see `elbo_terms`.
     """
-    return {name: float(values.mean()) for name, values in elbo_terms(vae, x, batch_size).items()}
+    return {name: float(values.mean()) for name, values in elbo_terms(vae, x, batch_size, seed).items()}
 
 
 def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) -> int:
