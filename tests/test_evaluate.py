@@ -172,6 +172,17 @@ def grey_images(n=5, seed=0):
     return np.random.default_rng(seed).random((n, 28, 28, 1)).astype("float32")
 
 
+@pytest.mark.parametrize("evaluate_images", [
+    lambda vae, x: evaluate.elbo(vae, x), lambda vae, x: evaluate.elbo_terms(vae, x),
+    lambda vae, x: evaluate.iwae_nll(vae, x, k=2), lambda vae, x: evaluate.iwae_nll_terms(vae, x, k=2),
+], ids=["elbo", "elbo_terms", "iwae_nll", "iwae_nll_terms"])
+def test_the_not_a_likelihood_warning_points_at_the_callers_line(evaluate_images):
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
+    with pytest.warns(UserWarning, match="not binary") as caught:
+        evaluate_images(vae, grey_images(2))
+    assert [record.filename for record in caught if "not binary" in str(record.message)] == [__file__]
+
+
 @pytest.mark.parametrize("evaluation", ["elbo", "iwae_nll"])
 def test_bce_evaluation_warns_once_on_grey_images_and_not_on_binary_ones(evaluation):
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8)
@@ -248,9 +259,12 @@ def test_iwae_and_elbo_of_every_density_kind_against_the_exact_likelihood(kind, 
 def test_iwae_nll_of_an_untrained_conv_vae_is_at_most_its_negative_elbo_for_every_kind(kind):
     vae = vaekit.conv_vae(latent_dim=2, hidden_units=8, filters=(4, 8), reconstruction=kind, seed=0)
     x = binary_images(4) if kind == "bce" else grey_images(4)
-    negative_elbo = evaluate.elbo(vae, np.concatenate([x] * 25))["loss"]
+    negative_elbo = evaluate.elbo(vae, np.concatenate([x] * 25), seed=0)["loss"]
     iwae = evaluate.iwae_nll(vae, x, k=64, seed=0)
-    assert np.isfinite(iwae) and iwae <= negative_elbo + 1e-3
+    # Both are Monte-Carlo estimates and the order holds in expectation. An untrained decoder
+    # hardly depends on z, so the expected gap, KL(q(z|x) || p(z|x)), is only thousandths of a
+    # nat and the sampling noise can exceed it; an error in the estimator would cost nats.
+    assert np.isfinite(iwae) and iwae <= negative_elbo + 0.05
 
 
 def test_gaussian_vae_on_linear_gaussian_data_gives_the_closed_form_marginal():

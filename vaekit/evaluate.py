@@ -62,10 +62,14 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
     An integer `seed` draws the samples from a fresh generator seeded with it: the same
     weights, data and seed then give the same numbers on every call.
     """
+    return _elbo_terms(vae, x, batch_size, seed)
+
+
+def _elbo_terms(vae, x, batch_size, seed, stacklevel=4):
     x = _checks.images("x", x)
     batch_size = _checks.positive_int("batch_size", batch_size)
     seed = _checks.optional_seed("seed", seed)
-    warn_if_not_a_likelihood(vae.reconstruction, x)
+    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel)  # 4: the warning names the user's line
     sampling = None if seed is None else Sampling(seed)
     reconstruction, kl = [], []
     for start in range(0, len(x), batch_size):
@@ -86,7 +90,7 @@ def elbo(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[st
     Nats of a density except for "bce" on grey-level `x` and for "mse"; `seed` makes the
     posterior samples reproducible; see `elbo_terms`.
     """
-    return {name: float(values.mean()) for name, values in elbo_terms(vae, x, batch_size, seed).items()}
+    return {name: float(values.mean()) for name, values in _elbo_terms(vae, x, batch_size, seed).items()}
 
 
 def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) -> int:
@@ -170,11 +174,15 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     The estimate is an upper bound on -log p(x) in expectation and never above the
     negative ELBO on average; `seed` makes the draws reproducible.
     """
+    return _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed)
+
+
+def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed, stacklevel=4):
     x = _checks.images("x", x).astype(keras.backend.floatx())
     k = _checks.positive_int("k", k)
     batch_size = min(_checks.positive_int("batch_size", batch_size), len(x))
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
-    warn_if_not_a_likelihood(vae.reconstruction, x)
+    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel)
     samples = min(k, max(1, chunk_size // batch_size))
     weigher = _ImportanceWeights(vae, samples, seed)
     return np.concatenate([_iwae_nll_batch(weigher, x[start:start + batch_size], batch_size, k)
@@ -184,7 +192,7 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
 def iwae_nll(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size: int = 10_000,
              seed: int | None = None) -> float:
     """Mean importance-weighted -log p(x) over `x`, in nats per image. See `iwae_nll_terms`."""
-    return float(iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed).mean())
+    return float(_iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed).mean())
 
 
 class _ImportanceWeights(keras.Model):
