@@ -163,3 +163,31 @@ def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path):
         assert loss == pytest.approx((round_losses[("1", name)] + round_losses[("2", name)]) / 2, abs=0.01)
     assert re.search(r"^fc ratio vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
     assert re.search(r"^fc ratio at equal test loss vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
+
+
+GPU_SUITE = SCRIPT.with_name("gpu_suite.sh")
+
+
+def test_gpu_suite_runs_in_its_small_form_on_the_cpu_and_writes_one_table(tmp_path):
+    # The suite is written for a GPU machine (Keras on JAX); SMALL=1 is the same script with
+    # shrunk sizes, so a broken flag or path shows up here rather than on the rare GPU run.
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    write_small_mnist(tmp_path)
+    output = tmp_path / "gpu_suite.md"
+    env = {**os.environ, "SMALL": "1", "VAEKIT_DATA_DIR": str(tmp_path), "KERAS_BACKEND": "jax",
+           "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("OUT", None)
+    run = subprocess.run(["bash", str(GPU_SUITE), str(output)], env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    table = output.read_text()
+    assert "SMALL=1" in table and "backend jax" in table
+    for model in ("fc", "conv"):
+        for trainer in ("vaekit", "vaekit-device", "pytorch"):
+            row = re.search(rf"^\| {model} \| {trainer} \| ([\d.]+) \| [\d.]+–[\d.]+ \| [\d.]+ \| ([\d.]+) \| ([\d.]+) \|",
+                            table, re.MULTILINE)
+            assert row, table
+            seconds, loss, ratio = map(float, row.groups())
+            assert seconds > 0 and 0 < loss < 2000 and ratio > 0
+    iwae = re.search(r"^\| `iwae_nll` \| .* \| 20 \| 64 \| ([\d.]+) \| ([\d.]+) \|", table, re.MULTILINE)
+    assert iwae and float(iwae.group(1)) > 0, table
