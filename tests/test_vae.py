@@ -84,6 +84,20 @@ def mnist_subset():
     return x_train, x_test
 
 
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_logged_loss_is_reconstruction_plus_beta_kl_even_with_a_short_last_batch(beta):
+    # 5 images in batches of 2: the last batch has one image. Keras weighs its `loss` by batch
+    # size; the two term trackers must too, or the logged terms no longer add up to the loss.
+    x = np.random.default_rng(0).random((5, 28, 28, 1)).astype("float32")
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, beta=beta, seed=0)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=1)
+    logs = vae.fit(x, epochs=1, batch_size=2, shuffle=False, validation_data=(x,), validation_batch_size=2,
+                   verbose=0).history
+    for prefix in ("", "val_"):
+        combined = logs[f"{prefix}reconstruction_loss"][0] + beta * logs[f"{prefix}kl_loss"][0]
+        assert logs[f"{prefix}loss"][0] == pytest.approx(combined, rel=1e-5)
+
+
 def test_brief_training_reduces_all_six_tracked_losses(mnist_subset):
     x_train, x_test = mnist_subset
     keras.utils.set_random_seed(0)

@@ -296,8 +296,11 @@ class VAE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         reconstruction_term = ops.mean(self.reconstruction_term(x, y_pred["reconstruction"]))
         kl_term = ops.mean(kl_divergence(y_pred["z_mean"], y_pred["z_log_var"]))
-        self.reconstruction_loss_tracker.update_state(reconstruction_term)
-        self.kl_loss_tracker.update_state(kl_term)
+        # Weighted by the batch's size, as Keras weighs its `loss`, so that over an epoch with a
+        # short last batch the logged loss still equals reconstruction + beta * KL.
+        batch_size = ops.shape(x)[0]
+        self.reconstruction_loss_tracker.update_state(reconstruction_term, sample_weight=batch_size)
+        self.kl_loss_tracker.update_state(kl_term, sample_weight=batch_size)
         return reconstruction_term + self.beta * kl_term
 
     def fit(self, *args, stop_on_nonfinite: bool = True, **kwargs):
