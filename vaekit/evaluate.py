@@ -65,11 +65,11 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
     return _elbo_terms(vae, x, batch_size, seed)
 
 
-def _elbo_terms(vae, x, batch_size, seed, stacklevel=4):
+def _elbo_terms(vae, x, batch_size, seed):
     x = _checks.images("x", x)
     batch_size = _checks.positive_int("batch_size", batch_size)
     seed = _checks.optional_seed("seed", seed)
-    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel)  # 4: the warning names the user's line
+    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of elbo / elbo_terms
     sampling = None if seed is None else Sampling(seed)
     reconstruction, kl = [], []
     for start in range(0, len(x), batch_size):
@@ -177,12 +177,12 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     return _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed)
 
 
-def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed, stacklevel=4):
+def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed):
     x = _checks.images("x", x).astype(keras.backend.floatx())
     k = _checks.positive_int("k", k)
     batch_size = min(_checks.positive_int("batch_size", batch_size), len(x))
     chunk_size = _checks.positive_int("chunk_size", chunk_size)
-    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel)
+    warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of iwae_nll / iwae_nll_terms
     samples = min(k, max(1, chunk_size // batch_size))
     weigher = _ImportanceWeights(vae, samples, seed)
     return np.concatenate([_iwae_nll_batch(weigher, x[start:start + batch_size], batch_size, k)
