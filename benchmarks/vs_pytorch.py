@@ -28,7 +28,7 @@ times each trainer in its own fresh process instead, one process per trainer and
 the order alternating between rounds, and round r seeded with `--seed` + r.
 
 On JAX, `--fit-on-device` adds "vaekit-device": the same vaekit model trained with
-`vaekit.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
+`vaekit.training.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
 Without torch installed the script times vaekit alone and says so.
 
     python benchmarks/vs_pytorch.py --quick                    # a few minutes on a 2-core CPU
@@ -350,7 +350,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
         device_vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
         device_x = jax.device_put(x_train)  # copied once, as a user calling it once per epoch would
         shuffle_seeds = itertools.count(args.seed)  # a new order each epoch, as fit's shuffle gives
-        others["vaekit-device"] = lambda: vaekit.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
+        others["vaekit-device"] = lambda: vaekit.training.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
                                                                verbose=0, seed=next(shuffle_seeds))
         finals["vaekit-device"] = lambda: test_loss_vaekit(device_vae, x_test, args.seed)
         epoch_losses["vaekit-device"] = (lambda: test_loss_vaekit(device_vae, x_test), [])

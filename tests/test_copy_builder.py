@@ -120,4 +120,18 @@ def test_pasted_file_really_cannot_import_vaekit(tmp_path):
 def test_builder_code_below_its_docstring_never_mentions_vaekit():
     for name in public_builders():
         source = inspect.getsource(getattr(vaekit.models, name))
-        assert "_checks" not in source and "vaekit" not in source.split('"""')[-1], name
+        assert "checks." not in source and "vaekit" not in source.split('"""')[-1], name
+
+
+def test_copied_vae_refuses_a_decoder_whose_images_differ_from_the_encoders(tmp_path):
+    # Copied, conv_vae has no argument checks: a 30x30 input builds a decoder of 28x28 images.
+    # The VAE itself must refuse the pair when it is built, naming both shapes.
+    script = tmp_path / "wrong_size.py"
+    script.write_text("\n\n".join([VAE_SOURCE, inspect.getsource(vaekit.models.conv_vae),
+                                   "conv_vae(input_shape=(30, 30, 1))\n"]))
+    completed = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+    result = json.loads(completed.stdout.split("RESULTS", 1)[1])[str(script)]
+    assert not result["ok"]
+    assert ("ValueError: `decoder` outputs images of shape (28, 28, 1) but the encoder takes (30, 30, 1)"
+            in result["error"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vaekit import data
-from vaekit.data import DataNotFoundError, check_images, load_fashion_mnist, load_mnist, load_svhn, read_idx
+from vaekit.data import DataNotFoundError, load_fashion_mnist, load_mnist, load_svhn, read_idx
 
 
 # ---------------------------------------------------------------- file makers
@@ -291,61 +291,6 @@ def test_mat_file_with_label_0_is_not_svhn_labelling(tmp_path, no_env_data_dir):
     write_svhn_mat(tmp_path / "test_32x32.mat")
     with pytest.raises(ValueError, match="1..10"):
         load_svhn(tmp_path)
-
-
-# ---------------------------------------------------------------- your own arrays
-
-def test_check_images_adds_channel_axis_and_returns_float32():
-    x = check_images(np.full((2, 28, 28), 0.5, dtype=np.float64), input_shape=(28, 28, 1))
-    assert x.shape == (2, 28, 28, 1) and x.dtype == np.float32
-
-
-def test_check_images_rejects_0_to_255_pixels_with_a_hint():
-    with pytest.raises(ValueError, match="Divide 0-255 pixel values by 255"):
-        check_images(np.full((2, 28, 28), 255, dtype=np.uint8))
-
-
-def test_check_images_rejects_nan_and_counts_it():
-    x = np.zeros((2, 4, 4), dtype=np.float32)
-    x[0, 1, 1] = np.nan
-    with pytest.raises(ValueError, match=r"NaN or infinite values \(1 of 32\)"):
-        check_images(x)
-
-
-@pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.zeros((2, 3, 3), dtype=bool), np.zeros((2, 3, 3), dtype=complex)])
-def test_check_images_rejects_non_real_dtypes(bad):
-    with pytest.raises(TypeError, match="real numeric array"):
-        check_images(bad)
-
-
-def test_check_images_rejects_empty_batch():
-    with pytest.raises(ValueError, match="non-empty batch"):
-        check_images(np.zeros((0, 28, 28), dtype=np.float32))
-
-
-def test_check_images_rejects_images_of_the_wrong_size_for_the_model():
-    with pytest.raises(ValueError, match=r"model expects \(28, 28, 1\)"):
-        check_images(np.zeros((2, 32, 32, 1), dtype=np.float32), input_shape=(28, 28, 1))
-
-
-def test_check_images_rejects_flat_vectors_where_images_are_expected():
-    with pytest.raises(ValueError, match=r"\(n, height, width\)"):
-        check_images(np.zeros((2, 784), dtype=np.float32))
-
-
-def test_check_images_rejects_labels_not_matching_images():
-    with pytest.raises(ValueError, match="3 labels but there are 2 images"):
-        check_images(np.zeros((2, 4, 4)), y=[1, 2, 3])
-
-
-def test_check_images_rejects_fractional_labels():
-    with pytest.raises(TypeError, match="integer class labels"):
-        check_images(np.zeros((2, 4, 4)), y=[1.5, 2.0])
-
-
-def test_check_images_accepts_column_of_labels():
-    _, y = check_images(np.zeros((2, 4, 4)), y=np.array([[3], [4]]))
-    assert y.tolist() == [3, 4]
 
 
 def test_binarize_refuses_unscaled_pixels():

@@ -56,7 +56,7 @@ def iwae_estimates(model, q_mean, q_log_var, k, repeats=1, seed=0):
     x, q_mean, q_log_var = tile(model["x"]), tile(q_mean), tile(q_log_var)
     z = q_mean[:, None, :] + np.exp(0.5 * q_log_var)[:, None, :] * np.random.default_rng(seed).normal(size=(len(x), k, 2))
     pieces = [np.asarray(a, dtype="float32") for a in (log_px_given_z(model, x, z), z, q_mean, q_log_var)]
-    estimate = ops.convert_to_numpy(evaluate.iwae_log_likelihood(*pieces)).astype("float64")
+    estimate = ops.convert_to_numpy(evaluate.log_mean_exp(evaluate.log_importance_weights(*pieces), axis=1)).astype("float64")
     return estimate.reshape(repeats, n)
 
 

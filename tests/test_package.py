@@ -11,7 +11,7 @@ import pytest
 import vaekit
 from tiny import ROOT
 
-SUBMODULES = ["callbacks", "data", "evaluate", "experiments", "export", "models", "plots", "training", "vae"]
+SUBMODULES = ["checks", "data", "evaluate", "experiments", "export", "models", "plots", "training", "vae"]
 
 
 def test_import_vaekit_alone_reaches_every_submodule():
@@ -32,7 +32,7 @@ def test_exported_builder_keeps_its_signature_docstring_and_plain_source(name):
     assert inspect.signature(builder) == inspect.signature(plain)
     assert builder.__doc__ == plain.__doc__ and builder.__name__ == name
     source = inspect.getsource(builder)
-    assert source.startswith(f"def {name}(") and "_checks" not in source
+    assert source.startswith(f"def {name}(") and "checks." not in source
 
 
 def test_checks_run_before_any_layer_is_built(monkeypatch):

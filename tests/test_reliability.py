@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from keras import ops
 
 from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
-from vaekit import models
-from vaekit.callbacks import NonFiniteLossError, StopOnNonFiniteLoss
+import vaekit
+from vaekit.training import NonFiniteLossError, StopOnNonFiniteLoss
 from vaekit.vae import VAE, Sampling, kl_divergence
 
 ARGUMENT_NAMES = {"input_shape", "latent_dim", "hidden_units", "filters", "seed", "beta", "reconstruction"}
@@ -38,94 +38,94 @@ def output_of(model, x):
 
 def test_conv_vae_rejects_input_not_divisible_by_four():
     with pytest.raises(ValueError, match=r"`input_shape` height and width must be divisible by 4.*\(30, 30, 1\)"):
-        models.conv_vae(input_shape=(30, 30, 1))
+        vaekit.conv_vae(input_shape=(30, 30, 1))
 
 
 def test_conv_vae_with_three_filters_needs_sides_divisible_by_eight():
     with pytest.raises(ValueError, match="divisible by 8"):
-        models.conv_vae(input_shape=(28, 28, 1), filters=(8, 8, 8))
+        vaekit.conv_vae(input_shape=(28, 28, 1), filters=(8, 8, 8))
 
 
 def test_conv_autoencoder_rejects_input_not_divisible_by_four():
     with pytest.raises(ValueError, match="divisible by 4"):
-        models.conv_autoencoder(input_shape=(30, 30, 1))
+        vaekit.conv_autoencoder(input_shape=(30, 30, 1))
 
 
 def test_strided_conv_autoencoder_rejects_input_not_divisible_by_eight():
     with pytest.raises(ValueError, match=r"divisible by 8.*\(60, 60, 3\)"):
-        models.strided_conv_autoencoder(input_shape=(60, 60, 3))
+        vaekit.strided_conv_autoencoder(input_shape=(60, 60, 3))
 
 
 def test_input_shape_without_channel_axis_is_refused_with_the_expected_form():
     with pytest.raises(ValueError, match=r"`input_shape` must be \(height, width, channels\)"):
-        models.fc_autoencoder(input_shape=(28, 28))
+        vaekit.fc_autoencoder(input_shape=(28, 28))
 
 
 def test_input_shape_given_as_a_number_is_a_type_error():
     with pytest.raises(TypeError, match="`input_shape` must be a tuple"):
-        models.fc_vae(input_shape=784)
+        vaekit.fc_vae(input_shape=784)
 
 
 @pytest.mark.parametrize("builder", ["conv_vae", "fc_vae", "fc_autoencoder", "fcn_autoencoder"])
 def test_zero_latent_dim_is_refused_naming_the_argument(builder):
     with pytest.raises(ValueError, match=r"`latent_dim` must be a positive integer \(>= 1\), got 0"):
-        getattr(models, builder)(latent_dim=0)
+        getattr(vaekit, builder)(latent_dim=0)
 
 
 def test_fractional_latent_dim_is_a_type_error():
     with pytest.raises(TypeError, match=r"`latent_dim` must be a positive integer, got 2.5 \(float\)"):
-        models.conv_vae(latent_dim=2.5)
+        vaekit.conv_vae(latent_dim=2.5)
 
 
 def test_latent_dim_true_is_not_taken_for_one():
     with pytest.raises(TypeError, match="`latent_dim`"):
-        models.fc_vae(latent_dim=True)
+        vaekit.fc_vae(latent_dim=True)
 
 
 def test_negative_entry_in_filters_names_its_position():
     with pytest.raises(ValueError, match=r"`filters\[1\]` must be a positive integer"):
-        models.strided_conv_autoencoder(filters=(12, -24, 48))
+        vaekit.strided_conv_autoencoder(filters=(12, -24, 48))
 
 
 def test_empty_hidden_units_is_refused():
     with pytest.raises(TypeError, match="`hidden_units` must be a positive integer or a non-empty sequence"):
-        models.fc_autoencoder(hidden_units=())
+        vaekit.fc_autoencoder(hidden_units=())
 
 
 def test_negative_seed_is_refused():
     with pytest.raises(ValueError, match="`seed` must be None or an integer >= 0, got -1"):
-        models.conv_vae(seed=-1)
+        vaekit.conv_vae(seed=-1)
 
 
 def test_string_seed_is_a_type_error():
     with pytest.raises(TypeError, match="`seed`"):
-        models.fc_vae(seed="42")
+        vaekit.fc_vae(seed="42")
 
 
 def test_negative_beta_is_refused():
     with pytest.raises(ValueError, match="`beta` must be a finite number >= 0, got -1"):
-        models.fc_vae(beta=-1.0, **TINY_BUILDERS["fc_vae"])
+        vaekit.fc_vae(beta=-1.0, **TINY_BUILDERS["fc_vae"])
 
 
 def test_infinite_beta_is_refused():
     with pytest.raises(ValueError, match="`beta`"):
-        models.fc_vae(beta=float("inf"), **TINY_BUILDERS["fc_vae"])
+        vaekit.fc_vae(beta=float("inf"), **TINY_BUILDERS["fc_vae"])
 
 
 def test_unknown_reconstruction_loss_lists_the_accepted_ones():
     with pytest.raises(ValueError, match=r"`reconstruction` must be one of \['bce', 'mse', 'continuous_bernoulli', 'gaussian'\], got 'l1'"):
-        models.conv_vae(reconstruction="l1", **TINY_BUILDERS["conv_vae"])
+        vaekit.conv_vae(reconstruction="l1", **TINY_BUILDERS["conv_vae"])
 
 
 def test_vae_refuses_an_encoder_that_is_not_a_keras_model():
-    decoder = models.conv_vae(input_shape=(8, 8, 1), latent_dim=2, filters=(4,)).decoder
+    decoder = vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=2, filters=(4,)).decoder
     with pytest.raises(TypeError, match="`encoder` must be a keras.Model"):
         VAE(encoder=lambda x: x, decoder=decoder)
 
 
 def test_vae_refuses_decoder_whose_input_does_not_match_the_latent_size():
-    encoder = models.conv_vae(input_shape=(8, 8, 1), latent_dim=2, hidden_units=4, filters=(4,)).encoder
-    decoder = models.conv_vae(input_shape=(8, 8, 1), latent_dim=3, filters=(4,)).decoder
+    encoder = vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=2, hidden_units=4, filters=(4,)).encoder
+    decoder = vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=3, filters=(4,)).decoder
     with pytest.raises(ValueError, match=r"`decoder` takes inputs of shape \(3,\).*\(2,\)"):
         VAE(encoder, decoder)
 
@@ -189,7 +189,7 @@ def test_builder_gives_a_shape_preserving_model_or_a_clear_error(builder):
     @given(arguments(builder))
     def check(kwargs):
         try:
-            model = getattr(models, builder)(**kwargs)
+            model = getattr(vaekit, builder)(**kwargs)
         except (ValueError, TypeError) as error:
             # The message must come from the argument checks (naming the argument),
             # not from deep inside Keras.
@@ -413,12 +413,12 @@ def test_good_datasets_and_tf_data_train():
 BACKEND_SCRIPT = textwrap.dedent("""
     import json
     import keras, numpy as np
-    from vaekit import models
-    from vaekit.vae import NonFiniteLossError
+    import vaekit
+    from vaekit.training import NonFiniteLossError
 
     x = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
     # "mse": torch's own binary cross-entropy raises on a NaN reconstruction instead of returning NaN.
-    vae = models.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1, reconstruction="mse")
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1, reconstruction="mse")
     vae.compile(optimizer="adam")
     messages = {}
     for name, data in [("0-255 tensor", keras.ops.convert_to_tensor(x * 255)),
@@ -504,7 +504,7 @@ def two_pattern_images(n=64):
 def test_resuming_from_a_keras_checkpoint_continues_the_loss_curve(tmp_path):
     keras.utils.set_random_seed(0)
     x = two_pattern_images()
-    vae = models.fc_vae(latent_dim=2, hidden_units=16, input_shape=(4, 4, 1))
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=16, input_shape=(4, 4, 1))
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
     checkpoint = tmp_path / "vae.keras"
     first = vae.fit(x, batch_size=16, epochs=8, verbose=0,
@@ -521,7 +521,7 @@ def test_resuming_from_a_keras_checkpoint_continues_the_loss_curve(tmp_path):
 
 def seeded_losses(seed: int) -> list[float]:
     keras.utils.set_random_seed(seed)
-    vae = models.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1))
+    vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1))
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
     x = tiny_images((4, 4, 1), n=32)
     history = vae.fit(x, batch_size=8, epochs=2, shuffle=True, verbose=0).history

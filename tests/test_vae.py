@@ -7,7 +7,15 @@ from keras import ops
 
 import vaekit
 from vaekit import data
-from vaekit.vae import LOG_VAR_MAX, TENSORFLOW_STEPS_PER_EXECUTION, default_steps_per_execution
+from vaekit.vae import LOG_VAR_MAX
+
+# What `VAE.compile` uses on TensorFlow (Keras >= 3.15) when not told.
+TENSORFLOW_STEPS_PER_EXECUTION = 32
+
+
+def default_steps_per_execution() -> int:
+    version = tuple(map(int, keras.__version__.split(".")[:2]))
+    return TENSORFLOW_STEPS_PER_EXECUTION if keras.backend.backend() == "tensorflow" and version >= (3, 15) else 1
 
 
 def as_numpy(x):

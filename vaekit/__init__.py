@@ -1,34 +1,40 @@
 """vaekit: Keras 3 autoencoders and variational autoencoders, one builder per model.
 
-The model code is in two files: `vaekit.vae` (the `Sampling` layer, the loss and
-the `VAE` class with its training step) and `vaekit.models` (one builder per
-architecture). `vaekit.training.fit_on_device` is `fit` with a whole epoch compiled
-into one program on JAX (for GPUs). Data loading, plots, export, evaluation and experiment helpers
-live in their own modules, all imported with the package: `import vaekit` then
-`vaekit.data.load_mnist()`.
+Where things are:
 
+* `vaekit.vae`: the model, the file to copy (`Sampling`, the likelihoods, the KL,
+  `VAE` with `compute_loss`); it imports only Keras.
+* `vaekit.models`: one builder per architecture, plain Keras functions.
+* `vaekit.training`: how vaekit trains: `VAE` with its data checks and NaN stop,
+  `fit_resumable` (runs that survive a stop), `fit_on_device` (a JAX fast path).
+* `vaekit.checks`: the argument and data checks; `data`, `evaluate`, `plots`,
+  `export`, `experiments` (a notebook's plumbing) do what their names say.
+
+All are imported with the package: `import vaekit` then `vaekit.data.load_mnist()`.
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import callbacks, data, evaluate, experiments, export, models, plots, training, vae
-from vaekit.models import (
-    conv_autoencoder,
-    conv_vae,
-    deterministic_autoencoder,
-    fc_autoencoder,
-    fc_vae,
-    fcn_autoencoder,
-    strided_conv_autoencoder,
-)
-from vaekit.training import fit_on_device
-from vaekit.vae import VAE, Sampling, kl_divergence, reconstruction_loss
+from vaekit import checks, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit.training import VAE
+from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
+
+# The builders as vaekit exports them: `vaekit.models`' plain functions, each called with
+# its arguments checked first (`vaekit.checks.builder_arguments`), so that a wrong size
+# is named before anything is built. A copied builder leaves that to Keras.
+conv_autoencoder = checks.checked(models.conv_autoencoder)
+conv_vae = checks.checked(models.conv_vae)
+deterministic_autoencoder = checks.checked(models.deterministic_autoencoder)
+fc_autoencoder = checks.checked(models.fc_autoencoder)
+fc_vae = checks.checked(models.fc_vae)
+fcn_autoencoder = checks.checked(models.fcn_autoencoder)
+strided_conv_autoencoder = checks.checked(models.strided_conv_autoencoder)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
     "Sampling",
-    "callbacks",
+    "checks",
     "conv_autoencoder",
     "conv_vae",
     "data",
@@ -39,7 +45,6 @@ __all__ = [
     "fc_autoencoder",
     "fc_vae",
     "fcn_autoencoder",
-    "fit_on_device",
     "kl_divergence",
     "models",
     "plots",

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from vaekit import _checks
+from vaekit import checks
 
 DATA_DIR_VARIABLE = "VAEKIT_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")
@@ -91,29 +91,6 @@ def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = Non
                    source=" and ".join(found))
 
 
-def check_images(x, y=None, input_shape=None, num_classes: int = 10):
-    """Check your own images (and labels) before training; return them as float32.
-
-    `x` must be a non-empty (n, height, width[, channels]) array of finite values in
-    [0, 1] (divide 0-255 pixels by 255 first); a missing channel axis is added.
-    `input_shape`, if given, is the model's, e.g. (28, 28, 1). `y`, if given, must
-    hold one integer label in 0..num_classes-1 per image. Returns `x` or `(x, y)`.
-    """
-    x = _checks.images("x", x)
-    if x.ndim == 3:
-        x = x[..., None]  # (n, h, w) grayscale -> (n, h, w, 1), what the builders expect
-    if x.ndim != 4:
-        raise ValueError(f"`x` must have shape (n, height, width) or (n, height, width, channels), got {x.shape}.")
-    if input_shape is not None:
-        input_shape = _checks.image_shape("input_shape", input_shape)
-        if x.shape[1:] != input_shape:
-            raise ValueError(f"`x` holds images of shape {x.shape[1:]} but the model expects {input_shape}.")
-    x = x.astype(np.float32, copy=False)
-    if y is None:
-        return x
-    return x, _checks.labels("y", y, len(x), _checks.positive_int("num_classes", num_classes))
-
-
 def binarize(x, seed: int | None = None) -> np.ndarray:
     """Draw binary images with P(pixel = 1) = intensity.
 
@@ -121,7 +98,7 @@ def binarize(x, seed: int | None = None) -> np.ndarray:
     protocol behind published MNIST log-likelihoods; a Bernoulli decoder's BCE is then
     an exact negative log-likelihood.
     """
-    x = _checks.images("x", x)
+    x = checks.images("x", x)
     rng = np.random.default_rng(seed)
     return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
@@ -136,8 +113,8 @@ class DynamicBinarization(keras.utils.PyDataset):
 
     def __init__(self, x, batch_size: int = 128, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.x = _checks.images("x", x)
-        self.batch_size = _checks.positive_int("batch_size", batch_size)
+        self.x = checks.images("x", x)
+        self.batch_size = checks.positive_int("batch_size", batch_size)
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(self.x))
 
@@ -256,7 +233,7 @@ def _read_svhn_mat(path: Path):
 
 def _finish(arrays, limit, binarize_images, seed, image_shape, source):
     if limit is not None:
-        limit = _checks.positive_int("limit", limit)
+        limit = checks.positive_int("limit", limit)
     x_train, y_train, x_test, y_test = arrays
     out = []
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
@@ -280,6 +257,6 @@ def _check_raw_split(where: str, x, y, image_shape) -> None:
     if len(x) == 0:
         raise ValueError(f"{where}: no images (shape {x.shape}). The file is empty or damaged; download it again.")
     try:
-        _checks.labels("labels", y, len(x), num_classes=10)
+        checks.labels("labels", y, len(x), num_classes=10)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from error

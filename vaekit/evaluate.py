@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaekit import _checks
+from vaekit import checks
 from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence
 
 
@@ -66,9 +66,9 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
 
 
 def _elbo_terms(vae, x, batch_size, seed):
-    x = _checks.images("x", x)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    seed = _checks.optional_seed("seed", seed)
+    x = checks.images("x", x)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    seed = checks.optional_seed("seed", seed)
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of elbo / elbo_terms
     sampling = None if seed is None else Sampling(seed)
     reconstruction, kl = [], []
@@ -101,9 +101,9 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     copies the prior for every image: it costs no KL and carries no information,
     which is why a larger `latent_dim` can leave the ELBO where it was.
     """
-    x = _checks.images("x", x)
-    threshold = _checks.non_negative_float("threshold", threshold)
-    batch_size = _checks.positive_int("batch_size", batch_size)
+    x = checks.images("x", x)
+    threshold = checks.non_negative_float("threshold", threshold)
+    batch_size = checks.positive_int("batch_size", batch_size)
     z_mean = vae.encoder.predict(x, batch_size=batch_size, verbose=0)[0]
     return int(np.sum(np.var(z_mean, axis=0) > threshold))
 
@@ -143,18 +143,6 @@ def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
     return log_px_given_z + log_prior - log_normal_diag(z, z_mean, z_log_var)
 
 
-def iwae_log_likelihood(log_px_given_z, z, z_mean, z_log_var):
-    """The IWAE estimate of log p(x) from k samples per image: log (1/k) sum_i w_i.
-
-    Burda, Grosse & Salakhutdinov (2016), "Importance Weighted Autoencoders", section 3
-    and Theorem 1: its expectation is a lower bound on log p(x), equals the ELBO for
-    k = 1, rises with k and reaches log p(x) as k -> infinity. When q(z|x) is the exact
-    posterior every w_i equals p(x), so the estimate is exact for any k.
-    Arguments as in `log_importance_weights`; returns (n,).
-    """
-    return log_mean_exp(log_importance_weights(log_px_given_z, z, z_mean, z_log_var), axis=1)
-
-
 def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size: int = 10_000,
                    seed: int | None = None) -> np.ndarray:
     """Per-image importance-weighted estimate of -log p(x), in nats (Burda et al. 2016).
@@ -178,10 +166,10 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
 
 
 def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed):
-    x = _checks.images("x", x).astype(keras.backend.floatx())
-    k = _checks.positive_int("k", k)
-    batch_size = min(_checks.positive_int("batch_size", batch_size), len(x))
-    chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    x = checks.images("x", x).astype(keras.backend.floatx())
+    k = checks.positive_int("k", k)
+    batch_size = min(checks.positive_int("batch_size", batch_size), len(x))
+    chunk_size = checks.positive_int("chunk_size", chunk_size)
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of iwae_nll / iwae_nll_terms
     samples = min(k, max(1, chunk_size // batch_size))
     weigher = _ImportanceWeights(vae, samples, seed)
@@ -305,7 +293,7 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
     from scipy.stats import rankdata
 
     roc_curve(scores, is_anomaly)  # the same checks, the same errors
-    resamples = _checks.positive_int("resamples", resamples)
+    resamples = checks.positive_int("resamples", resamples)
     scores = np.asarray(scores, dtype=np.float64).ravel()
     is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
     anomalous, normal = scores[is_anomaly], scores[~is_anomaly]

@@ -1,27 +1,26 @@
-"""What every notebook and script does before and after training.
+"""A notebook's plumbing: quick mode, where outputs go, a printout of the run, tables.
 
-Quick mode (small subsets for CI), where figures and predictions go, a printout
-of the versions and hardware a run used, results tables, and `fit_resumable`, a
-`fit` that picks up where a stopped run left off. Seed a run with
-`keras.utils.set_random_seed`; the metrics are in `evaluate`.
+Quick mode (small subsets for CI), the epoch count of a run, where figures,
+predictions and run folders go, a printout of the versions and hardware a run used,
+and results tables. Seed a run with `keras.utils.set_random_seed`; training is in
+`vaekit.training` (`fit_resumable` is importable from here too, where the notebooks
+call it), the metrics are in `vaekit.evaluate`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import platform
 import re
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
-from vaekit import _checks, _io
+from vaekit import _io
+from vaekit.training import fit_resumable  # noqa: F401  (the notebooks' entry point)
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
@@ -106,164 +105,6 @@ def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4
     integers = {column: object for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
     _io.write_text(path.with_suffix(".md"), frame.astype(integers).to_markdown(floatfmt=floatfmt) + "\n")
     return frame
-
-
-def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
-                  config: Mapping | None = None, **fit_kwargs) -> dict[str, list[float]]:
-    """`model.fit` that can be stopped and started again: one folder per training run.
-
-    A grid of full-length runs on a CPU takes hours. With a `run_dir`, the weights,
-    the optimizer state and the numbers of every finished epoch are saved after each
-    epoch in one file, `checkpoint.npz`, written under a temporary name and then
-    renamed, so a run killed at any moment (even mid-save) keeps its last finished
-    epoch; `history.csv` is rewritten from it. Calling again with the same folder
-    resumes at the first unfinished epoch; once all `epochs` are done it only loads
-    the weights. A resumed run matches an uninterrupted one in distribution, not bit
-    for bit: the shuffling order and the sampling noise start again from their seeds.
-
-    Args:
-        model: a compiled, built Keras model.
-        x, y: training data, as for `fit`; a `vaekit.VAE` checks them first
-            (`VAE.check_data`).
-        run_dir: the run's folder, created if needed; `None` is plain `fit`, nothing saved.
-        epochs: the total number of epochs, counting those done before a stop. A run
-            may be extended (asked for more epochs later), never cut back.
-        config: what defines the run (JSON-able: sizes, β, data...). It is written to
-            `config.json` on the first call and must be equal on every later one, so a
-            folder is never resumed with a different model.
-        **fit_kwargs: passed to `fit` (`batch_size`, `validation_data`, `verbose`,
-            `callbacks`...); not `initial_epoch`, which the folder decides.
-
-    Returns:
-        The history of every epoch, old and new, as `fit(...).history` would give it.
-    """
-    epochs = _checks.positive_int("epochs", epochs)
-    if "initial_epoch" in fit_kwargs:
-        raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
-    if hasattr(model, "check_data"):  # a vaekit.VAE: refuse bad data before any file is written
-        x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
-        if validation_data is not None:
-            fit_kwargs["validation_data"] = validation_data
-    if run_dir is None:
-        return model.fit(x, y, epochs=epochs, **fit_kwargs).history
-    run_dir = _run_folder(run_dir)
-    _check_run_config(run_dir / "config.json", config)
-    checkpoint = RunCheckpoint(run_dir)
-    done = checkpoint.restore(model)
-    if done > epochs:
-        raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
-                         f"pass epochs >= {done} or another run_dir.")
-    if done == epochs:
-        last = " - ".join(f"{name}: {values[-1]:.4f}" for name, values in checkpoint.history().items())
-        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from "
-              f"{_shown(run_dir)}\n  epoch {epochs}: {last}")
-        return checkpoint.history()
-    if done:
-        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_shown(run_dir)}")
-    callbacks = [*(fit_kwargs.pop("callbacks", None) or []), checkpoint]
-    model.fit(x, y, epochs=epochs, initial_epoch=done, callbacks=callbacks, **fit_kwargs)
-    return checkpoint.history()
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Saves a run after every epoch: weights, optimizer state and the epochs' numbers.
-
-    Everything goes into one file, `checkpoint.npz` (NumPy arrays and a JSON record),
-    written to a temporary name and renamed: after a kill at any moment the folder
-    holds the state after the last finished epoch, whole. `history.csv` (one row per
-    finished epoch, for reading by eye or pandas) is rewritten from that record after
-    each save and on every restore, so it never lists an epoch twice or misses one.
-    An epoch whose loss is not finite is not saved.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike):
-        super().__init__()
-        self.path = Path(run_dir) / "checkpoint.npz"
-        self.history_csv = Path(run_dir) / "history.csv"
-        self.rows: list[dict[str, float]] = []  # one per finished epoch
-
-    def restore(self, model: keras.Model) -> int:
-        """Load the saved state into `model`; returns the number of finished epochs (0 if none)."""
-        for leftover in self.path.parent.glob(f".*{_io.TEMPORARY_MARK}*"):  # from a kill mid-save
-            leftover.unlink(missing_ok=True)
-        if not self.path.exists():
-            return 0
-        with np.load(self.path, allow_pickle=False) as saved:
-            record = json.loads(str(saved["record"]))
-            weights = [saved[f"weight_{i}"] for i in range(record["weights"])]
-            optimizer_values = [saved[f"optimizer_{i}"] for i in range(record["optimizer_variables"])]
-        try:
-            model.set_weights(weights)
-            if optimizer_values:
-                if not model.optimizer.built:
-                    model.optimizer.build(model.trainable_variables)
-                if len(model.optimizer.variables) != len(optimizer_values):
-                    raise ValueError(f"the optimizer has {len(model.optimizer.variables)} variables, "
-                                     f"the checkpoint {len(optimizer_values)}")
-                for variable, value in zip(model.optimizer.variables, optimizer_values):
-                    variable.assign(value)
-        except ValueError as error:
-            raise ValueError(f"{self.path} does not fit this model ({error}). Was the model or the optimizer "
-                             "changed without changing `config`? Pass another `run_dir`.") from error
-        self.rows = record["rows"]
-        self._write_history_csv()
-        return len(self.rows)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = {name: float(value) for name, value in (logs or {}).items()}
-        if not math.isfinite(logs.get("loss", 0.0)) or epoch != len(self.rows):
-            return
-        self.rows.append(logs)
-        optimizer = getattr(self.model, "optimizer", None)
-        optimizer_variables = optimizer.variables if optimizer is not None else []
-        arrays = {f"weight_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.weights)}
-        arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)})
-        record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables)}
-        with _io.replacing(self.path) as temporary:
-            np.savez(temporary, record=np.array(json.dumps(record)), **arrays)
-        self._write_history_csv()
-
-    def history(self) -> dict[str, list[float]]:
-        """Every finished epoch's numbers, as `fit(...).history` gives them."""
-        names = list(dict.fromkeys(name for row in self.rows for name in row))
-        return {name: [row.get(name, math.nan) for row in self.rows] for name in names}
-
-    def _write_history_csv(self) -> None:
-        frame = pd.DataFrame(self.rows)
-        frame.insert(0, "epoch", range(len(frame)))
-        with _io.replacing(self.history_csv) as temporary:
-            frame.to_csv(temporary, index=False)
-
-
-def _run_folder(run_dir: str | os.PathLike) -> Path:
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"`run_dir` {_shown(run_dir)} is an existing file; pass the path of a folder "
-                         "(it is created if missing).")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a parent is a file, or no permission
-        raise ValueError(f"`run_dir` {_shown(run_dir)} cannot be created as a folder ({error}).") from error
-    return run_dir
-
-
-def _check_run_config(path: Path, config: Mapping | None) -> None:
-    config = json.loads(json.dumps(dict(config or {})))  # as it reads back: tuples become lists
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != config:
-            raise ValueError(f"{path.parent} holds a run with another config:\n  saved {saved}\n  given {config}\n"
-                             "Pass another `run_dir`, or delete the folder to start that run again.")
-    else:
-        _io.write_text(path, json.dumps(config, indent=1) + "\n")
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory where it can be: outputs stay machine-neutral."""
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive, on Windows
-        return str(path)
 
 
 def _backend_version(backend: str) -> str:

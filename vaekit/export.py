@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from vaekit import _checks, _io
+from vaekit import _io, checks
 
 
 def prediction_columns(num_pixels: int) -> list[str]:
@@ -31,14 +31,14 @@ def write_prediction_csv(path: str | os.PathLike, originals, reconstructions, de
     0.5e-`decimals`. The file is written under a temporary name and renamed, so a
     stop midway leaves the previous file whole. 10,000 MNIST rows (15.7 million values) take a few seconds.
     """
-    originals = _checks.images("originals", originals)
-    reconstructions = _checks.images("reconstructions", reconstructions)
+    originals = checks.images("originals", originals)
+    reconstructions = checks.images("reconstructions", reconstructions)
     if originals.shape != reconstructions.shape:
         raise ValueError(
             f"`originals` and `reconstructions` must have the same shape, got {originals.shape} "
             f"and {reconstructions.shape}."
         )
-    decimals = _checks.positive_int("decimals", decimals)
+    decimals = checks.positive_int("decimals", decimals)
     if decimals > 9:
         raise ValueError(f"`decimals` must be 1..9 (float32 pixels carry about 7 digits), got {decimals}.")
     originals = originals.reshape(len(originals), -1)

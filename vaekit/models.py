@@ -12,17 +12,19 @@ has them as `vae.encoder` and `vae.decoder`.
 **Copying a builder.** Each builder is plain Keras: an autoencoder builder needs only
 `import keras`, a VAE builder the `Sampling` layer and `VAE` class of `vaekit/vae.py`.
 Paste one function (with `vae.py` for a VAE) into a file of your own and it builds and
-trains without vaekit. vaekit itself checks every argument before anything is built and
-raises an error that names it: the checks wrap the builders at the bottom of this file,
-so a builder's source (`inspect.getsource(vaekit.conv_vae)`) stays the plain function.
+trains without vaekit. `vaekit.conv_vae` and the other builders exported by the package
+are these functions with their arguments checked first (`vaekit/__init__.py` applies
+`vaekit.checks.checked`), so a builder's source stays the plain function.
 """
 
 from __future__ import annotations
 
 import keras
 
-from vaekit import _checks
-from vaekit.vae import RECONSTRUCTION_LOSSES, VAE, Sampling, _is_functional
+# vaekit's `VAE` is `vaekit.vae.VAE` with data checks on `fit` (vaekit/training.py); a builder
+# pasted beside `vae.py` gets the plain class of the same name.
+from vaekit.training import VAE
+from vaekit.vae import Sampling
 
 
 def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
@@ -202,68 +204,3 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     decoder = keras.Model(latent_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
     return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, name="fc_vae")
-
-
-# --- vaekit's argument checks -----------------------------------------------------------
-# Each function below takes a builder's arguments (defaults filled in) and returns them
-# checked and normalised (tuples of ints); `_checks.checked` runs it before the builder.
-
-
-def _image_and_filters(input_shape, filters):
-    """The shape must halve once per strided layer, so its sides divide by 2 ** len(filters)."""
-    filters = _checks.positive_ints("filters", filters)
-    return _checks.image_shape("input_shape", input_shape, divisible_by=2 ** len(filters)), filters
-
-
-def _vae_options(latent_dim, seed, beta, reconstruction):
-    return dict(latent_dim=_checks.positive_int("latent_dim", latent_dim), seed=_checks.optional_seed("seed", seed),
-                beta=_checks.non_negative_float("beta", beta),
-                reconstruction=_checks.one_of("reconstruction", reconstruction, RECONSTRUCTION_LOSSES))
-
-
-def _check_conv_autoencoder(input_shape, filters):
-    return dict(input_shape=_checks.image_shape("input_shape", input_shape, divisible_by=4),
-                filters=_checks.positive_int("filters", filters))
-
-
-def _check_conv_vae(latent_dim, hidden_units, input_shape, filters, seed, beta, reconstruction):
-    input_shape, filters = _image_and_filters(input_shape, filters)
-    return dict(input_shape=input_shape, filters=filters, hidden_units=_checks.positive_int("hidden_units", hidden_units),
-                **_vae_options(latent_dim, seed, beta, reconstruction))
-
-
-def _check_deterministic_autoencoder(vae, name):
-    if not isinstance(vae, VAE):
-        raise TypeError(f"`vae` must be a vaekit.VAE, got {type(vae).__name__}.")
-    if not _is_functional(vae.encoder):
-        raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
-                        f"got a subclassed {type(vae.encoder).__name__}.")
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"`name` must be a non-empty string, got {name!r}.")
-    return dict(vae=vae, name=name)
-
-
-def _check_dense_autoencoder(input_shape, hidden_units, latent_dim):
-    return dict(input_shape=_checks.image_shape("input_shape", input_shape),
-                hidden_units=_checks.positive_ints("hidden_units", hidden_units),
-                latent_dim=_checks.positive_int("latent_dim", latent_dim))
-
-
-def _check_strided_conv_autoencoder(input_shape, filters):
-    input_shape, filters = _image_and_filters(input_shape, filters)
-    return dict(input_shape=input_shape, filters=filters)
-
-
-def _check_fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruction):
-    return dict(input_shape=_checks.image_shape("input_shape", input_shape),
-                hidden_units=_checks.positive_ints("hidden_units", hidden_units),
-                **_vae_options(latent_dim, seed, beta, reconstruction))
-
-
-conv_autoencoder = _checks.checked(conv_autoencoder, _check_conv_autoencoder)
-conv_vae = _checks.checked(conv_vae, _check_conv_vae)
-deterministic_autoencoder = _checks.checked(deterministic_autoencoder, _check_deterministic_autoencoder)
-fc_autoencoder = _checks.checked(fc_autoencoder, _check_dense_autoencoder)
-fcn_autoencoder = _checks.checked(fcn_autoencoder, _check_dense_autoencoder)
-strided_conv_autoencoder = _checks.checked(strided_conv_autoencoder, _check_strided_conv_autoencoder)
-fc_vae = _checks.checked(fc_vae, _check_fc_vae)

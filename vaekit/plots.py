@@ -15,9 +15,11 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
+import keras
 import numpy as np
 
 from vaekit import _io, evaluate
+from vaekit.vae import VAE
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
@@ -140,24 +142,51 @@ def latent_grid(n: int = 15, extent: float = 3.0) -> np.ndarray:
     return np.stack([z0.ravel(), z1.ravel()], axis=-1)
 
 
-def plot_latent_grid(decoder, n: int = 15, extent: float = 3.0, codes=None, mass: float = 0.95,
+def decode(model, z, batch_size: int = 256) -> np.ndarray:
+    """The images for latent codes `z`: a VAE's distribution means, or a decoder's outputs.
+
+    `model` is a `vaekit.VAE` (its `decode`: the mean image of the decoder's
+    distribution, which for the continuous Bernoulli is not the decoder's output) or a
+    decoder (a keras.Model taking z). Every plot of decoded codes goes through here.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    if isinstance(model, VAE):
+        batches = [keras.ops.convert_to_numpy(model.decode(z[start:start + batch_size]))
+                   for start in range(0, len(z), batch_size)]
+        return np.concatenate(batches).astype(np.float32)
+    if hasattr(model, "predict") and hasattr(model, "input_shape"):  # a decoder, or anything that decodes like one
+        return np.asarray(model.predict(z, batch_size=batch_size, verbose=0), dtype=np.float32)
+    raise TypeError(f"`model` must be a vaekit.VAE or its decoder (a keras.Model), got {type(model).__name__}.")
+
+
+def latent_dim(model) -> int:
+    """The size of the latent code that `model` (a `vaekit.VAE` or a decoder) takes."""
+    if isinstance(model, VAE):
+        model = model.decoder
+    if not hasattr(model, "input_shape"):
+        raise TypeError(f"`model` must be a vaekit.VAE or its decoder (a keras.Model), got {type(model).__name__}.")
+    return int(model.input_shape[-1])
+
+
+def plot_latent_grid(model, n: int = 15, extent: float = 3.0, codes=None, mass: float = 0.95,
                      title: str | None = None, cmap: str = "gray", path=None):
     """Decode an n*n grid over [-extent, extent]^2 (2-D latents) in one batch, z values on the axes.
 
+    `model` is a `vaekit.VAE` or its decoder (see `decode`).
     With `codes` (e.g. the test set's latent means, shape (m, 2)), an orange line encloses
     the densest region holding `mass` of them: where the encoder actually puts data. The
     prior N(0, I) fills the square; the codes (the aggregate posterior) need not, and the
     images outside the line are decoded from codes no training image was given.
     """
-    if decoder.input_shape[-1] != 2:
-        raise ValueError(f"plot_latent_grid needs a 2-D latent space, the decoder takes {decoder.input_shape[-1]}.")
+    if latent_dim(model) != 2:
+        raise ValueError(f"plot_latent_grid needs a 2-D latent space, the model's has {latent_dim(model)} dimensions.")
     if not 0.0 < mass < 1.0:
         raise ValueError(f"`mass` must lie strictly between 0 and 1, got {mass}.")
     if codes is not None:
         codes = np.asarray(codes, dtype=np.float64)
         if codes.ndim != 2 or codes.shape[1] != 2:
             raise ValueError(f"`codes` must have shape (m, 2), got {codes.shape}.")
-    images = _as_images(decoder.predict(latent_grid(n, extent), batch_size=max(256, n * n), verbose=0))
+    images = _as_images(decode(model, latent_grid(n, extent), batch_size=max(256, n * n)))
     half_cell = extent / (n - 1) if n > 1 else extent
     edge = extent + half_cell  # each image is centred on its z, so the canvas reaches half a cell further
     fig, ax = plt.subplots(figsize=(0.55 * n + 1.2, 0.55 * n + 1.0))
@@ -191,68 +220,53 @@ def _density_levels(codes: np.ndarray, edge: float, mass: float, bins: int = 80)
     return counts, [ordered[min(inside, len(ordered) - 1)]]
 
 
-def sample_prior(decoder, n: int, seed: int | None = None) -> np.ndarray:
-    """Decode n draws z ~ N(0, I) from the prior."""
-    z = np.random.default_rng(seed).standard_normal((n, decoder.input_shape[-1])).astype("float32")
-    return decoder.predict(z, verbose=0)
+def sample_prior(model, n: int, seed: int | None = None) -> np.ndarray:
+    """Decode n draws z ~ N(0, I) from the prior with `model`, a `vaekit.VAE` or its decoder (see `decode`)."""
+    z = np.random.default_rng(seed).standard_normal((n, latent_dim(model))).astype("float32")
+    return decode(model, z)
 
 
-def plot_prior_samples(decoder, n: int = 10, ncols: int | None = None, seed: int | None = None,
+def plot_prior_samples(model, n: int = 10, ncols: int | None = None, seed: int | None = None,
                        title: str | None = None, cmap: str = "gray", value_range=(0.0, 1.0), path=None):
     """Images decoded from z ~ N(0, I)."""
-    images = sample_prior(decoder, n, seed)
+    images = sample_prior(model, n, seed)
     return plot_image_grid(images, ncols=ncols or n, title=title or f"{n} samples from N(0, I)",
                            cmap=cmap, value_range=value_range, path=path)
 
 
-def interpolate(encode, decoder, x_start, x_end, steps: int = 10) -> np.ndarray:
+def interpolate(encode, model, x_start, x_end, steps: int = 10) -> np.ndarray:
     """Decode `steps` points on the straight line between the codes of two images.
 
-    `encode` maps a batch of images to codes (for a VAE, the latent means).
+    `encode` maps a batch of images to codes (for a VAE, the latent means); `model`
+    is a `vaekit.VAE` or a decoder (see `decode`).
     """
     codes = np.asarray(encode(np.stack([x_start, x_end])))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
-    return decoder.predict(path, verbose=0)
+    return decode(model, path)
 
 
-def plot_interpolations(encode, decoder, pairs, steps: int = 10, row_titles=None, title: str | None = None,
-                        cmap: str = "gray", path=None):
-    """One row per (start, end) image pair, decoded along the line between their codes."""
-    rows = [interpolate(encode, decoder, a, b, steps) for a, b in pairs]
-    return show_images(rows, row_titles, title=title or "latent interpolation", cmap=cmap, path=path)
-
-
-def latent_traversal(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> np.ndarray:
+def latent_traversal(model, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> np.ndarray:
     """Decode `z` with one latent dimension at a time swept over `values`, the others held.
 
     Returns images shaped (len(dims), len(values), h, w[, c]): row r varies z[dims[r]].
     With a disentangled code each row changes one property of the image (slant, width...).
+    `model` is a `vaekit.VAE` or its decoder (see `decode`).
     """
     z = np.asarray(z, dtype=np.float32).reshape(-1)
-    latent_dim = decoder.input_shape[-1]
-    if z.shape != (latent_dim,):
-        raise ValueError(f"`z` must be one code of length {latent_dim} (the decoder's input), got shape {np.shape(z)}.")
+    size = latent_dim(model)
+    if z.shape != (size,):
+        raise ValueError(f"`z` must be one code of length {size} (the decoder's input), got shape {np.shape(z)}.")
     dims = [int(d) for d in dims]
-    if not dims or any(not 0 <= d < latent_dim for d in dims):
-        raise ValueError(f"`dims` must be latent dimensions in 0..{latent_dim - 1}, got {dims}.")
+    if not dims or any(not 0 <= d < size for d in dims):
+        raise ValueError(f"`dims` must be latent dimensions in 0..{size - 1}, got {dims}.")
     values = np.asarray(values, dtype=np.float32).reshape(-1)
     codes = np.repeat(z[None, None, :], len(dims), axis=0).repeat(len(values), axis=1)
     for row, d in enumerate(dims):
         codes[row, :, d] = values
-    images = decoder.predict(codes.reshape(-1, latent_dim), batch_size=max(256, codes.shape[0] * codes.shape[1]),
-                             verbose=0)
+    images = decode(model, codes.reshape(-1, size), batch_size=max(256, codes.shape[0] * codes.shape[1]))
     return np.asarray(images).reshape(len(dims), len(values), *np.shape(images)[1:])
-
-
-def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
-                           title: str | None = None, cmap: str = "gray", path=None):
-    """One row per latent dimension in `dims`: `z` decoded with that dimension set to each of `values`."""
-    rows = latent_traversal(decoder, z, dims, values)
-    fig = show_images(list(rows), [f"z[{d}]" for d in dims], cmap=cmap, scale=0.9,
-                      title=title or "latent traversals: " + ", ".join(f"{v:g}" for v in np.ravel(values)))
-    return _save(fig, path)
 
 
 def _as_images(images) -> np.ndarray:

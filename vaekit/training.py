@@ -1,38 +1,343 @@
-"""`fit_on_device`: `fit` with the whole epoch compiled into one program on JAX.
+"""How vaekit trains: `VAE` with its guards, runs that survive a stop, and a JAX fast path.
 
-Why it exists. The seed-000 VAE is small: on a GPU one training step is a fraction
-of a millisecond of arithmetic, and `model.fit` spends most of an epoch *between*
-steps: slicing each batch out of a NumPy array, copying it to the device,
-dispatching one compiled step per batch from Python, running callbacks.
-
-On JAX, `fit_on_device` copies the training data to the device once and compiles
-one epoch (shuffle on the device, then `jax.lax.scan` over the batches of Keras'
-own `train_step`) into a single XLA program: one dispatch per epoch instead of one
-per batch. The model's loss (`compute_loss`), optimizer and metrics are the ones
-`compile` set up; only the loop around the step changes, so the result is what
-`fit(shuffle=False)` computes, step for step (tests/test_training.py checks it).
-
-On TensorFlow and PyTorch `fit_on_device` is `model.fit`: on a CPU a step of these
-models is compute-bound, and there the per-batch loop costs little.
-
-    history = vaekit.fit_on_device(vae, x_train, epochs=30, batch_size=128,
-                                   validation_data=(x_test,), seed=0)
-
-Limits: the training set must fit in device memory (all of MNIST is 188 MB as
-float32), and callbacks see epochs only (`on_epoch_begin/end`,
-`on_train_begin/end`), not batches.
+* `VAE` is `vaekit.vae.VAE` (the model, the file students copy) plus the guards of
+  vaekit's users: `fit` and `evaluate` check their data first (`vaekit.checks.images`:
+  0-255 pixels, NaN or a missing channel axis are refused with the fix), and `fit`
+  stops at the first NaN loss with the last good weights put back
+  (`StopOnNonFiniteLoss`, usable with any Keras model). Saved, it is the same
+  "vaekit>VAE" as the plain class, so a file loads with or without vaekit.
+* `fit_resumable` is `fit` that can be stopped and started again: one folder per run,
+  saved after every epoch by `RunCheckpoint`.
+* `fit_on_device` is `fit` with a whole epoch compiled into one program on JAX. The
+  seed-000 VAE is small: on a GPU one training step is a fraction of a millisecond of
+  arithmetic, and `model.fit` spends most of an epoch *between* steps (slicing each
+  batch from NumPy, copying it to the device, one dispatch per batch, callbacks). On
+  JAX it copies the training data to the device once and compiles one epoch (shuffle
+  on the device, then `jax.lax.scan` over the batches of Keras' own `train_step`): one
+  dispatch per epoch. The model's loss, optimizer and metrics are the ones `compile`
+  set up, so the result is what `fit(shuffle=False)` computes, step for step. On
+  TensorFlow and PyTorch it is `model.fit`. Limits: the training set must fit in
+  device memory (all of MNIST is 188 MB as float32), and callbacks see epochs only.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
+import os
 import time
+import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
+from keras import ops
 
-from vaekit import _checks
+from vaekit import _io, checks, vae
+
+# The pixel values the model trains on: every reconstruction kind's decoder ends in a
+# sigmoid, so data outside [0, 1] is a mistake (0-255 pixels, [-1, 1] images).
+PIXEL_RANGE = (0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="vaekit", name="VAE")
+class VAE(vae.VAE):
+    """`vaekit.vae.VAE` whose `fit` and `evaluate` check their data and stop at a NaN loss.
+
+    Registered under the plain class's name: a saved model reloads as this class where
+    vaekit is imported and as the plain one where only `vae.py` is.
+    """
+
+    def fit(self, *args, stop_on_nonfinite: bool = True, **kwargs):
+        """`keras.Model.fit`, after checking the data, and stopping at the first NaN loss.
+
+        Takes `fit`'s arguments. Before training, `x` and `validation_data` are checked
+        (`vaekit.checks.batches`: arrays in full, a dataset or generator on its first batch), so
+        0-255 pixels, NaN or a missing channel axis are refused with a message saying
+        how to fix them. With `stop_on_nonfinite=True` (the default) a NaN or infinite
+        loss stops training, puts back the weights from the start of that epoch and
+        raises `NonFiniteLossError` naming the epoch and batch; pass False to let
+        training run on.
+        """
+        bound = inspect.signature(super().fit).bind(*args, **kwargs)
+        arguments = bound.arguments
+        arguments["x"], arguments["validation_data"] = self.check_data(
+            arguments.get("x"), arguments.get("validation_data"))
+        if stop_on_nonfinite:  # first, so that no later callback saves a NaN epoch
+            arguments["callbacks"] = [StopOnNonFiniteLoss(), *(arguments.get("callbacks") or [])]
+        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
+        try:
+            return super().fit(*bound.args, **bound.kwargs)
+        finally:
+            self._data_checked = False
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking `x` as `fit` does."""
+        bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
+        if not getattr(self, "_data_checked", False):
+            bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
+        return super().evaluate(*bound.args, **bound.kwargs)
+
+    def check_data(self, x, validation_data=None):
+        """Check training data as `fit` does (see `vaekit.checks.images`); returns (x, validation_data)."""
+        shape = tuple(self.encoder.input_shape[1:]) if vae.is_functional(self.encoder) else None
+        x = checks.batches("x", x, PIXEL_RANGE, shape)
+        if isinstance(validation_data, (tuple, list)):  # (x_val,) or (x_val, y_val[, weights])
+            x_val = checks.batches("validation_data[0]", validation_data[0], PIXEL_RANGE, shape)
+            validation_data = (x_val, *validation_data[1:])
+        elif validation_data is not None:  # a dataset or generator
+            validation_data = checks.batches("validation_data", validation_data, PIXEL_RANGE, shape)
+        return x, validation_data
+
+
+LIKELY_CAUSES = (
+    "Likely causes: the learning rate is too high (try 10x smaller); inputs are not "
+    "scaled to [0, 1] (divide 0-255 pixel values by 255); the data contain NaN or "
+    "infinite values (vaekit.checks.images finds them)."
+)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message says where and why."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first NaN or infinite loss and say where it happened.
+
+    `VAE.fit` adds this callback itself; other models take it from `callbacks=`:
+
+        model.fit(x, x, callbacks=[StopOnNonFiniteLoss()])
+
+    At the start of each epoch it keeps a copy of the weights and the optimizer state
+    (one copy per epoch: cheap next to the epoch). At the first non-finite value of
+    `monitor` it asks `fit` to stop; at the end of that epoch it puts the copy back, so
+    the model is as it was before the failing epoch instead of full of NaN, and then
+    raises `NonFiniteLossError` (`raise_error=True`, the default) or warns and lets
+    `fit` return (`raise_error=False`, with `self.message` set).
+    """
+
+    # Not `async_safe`: from a worker thread (JAX) the batch's loss array can already be
+    # freed by the next step when it is read ("Array has been deleted"). The batch hook
+    # only records where the loss went bad; `on_epoch_end` acts on it.
+
+    def __init__(self, monitor: str = "loss", raise_error: bool = True, restore_weights: bool = True):
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"`monitor` must be a metric name such as 'loss', got {monitor!r}.")
+        self.monitor = monitor
+        self.raise_error = bool(raise_error)
+        self.restore_weights = bool(restore_weights)
+        self.message: str | None = None
+        self._saved = None
+        self._epoch = 0
+        self._failure: str | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self.restore_weights:
+            self._saved = [(variable, ops.convert_to_numpy(variable)) for variable in self._state_variables()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if self._failure is None and value is not None and not math.isfinite(float(value)):
+            # With steps_per_execution = n > 1 (the VAE's default on TensorFlow) Keras calls this
+            # once every n batches, with the group's last index, which can lie past the epoch's end.
+            steps_per_execution = getattr(self.model, "steps_per_execution", 1) or 1
+            last = min(batch + 1, (self.params or {}).get("steps") or batch + 1)
+            note = f" (checked every {steps_per_execution} batches)" if steps_per_execution > 1 else ""
+            self._failure = f"became {float(value)} at epoch {self._epoch + 1}, batch {last}{note}"
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)  # `val_loss` is only seen here
+        if self._failure is None and value is not None and not math.isfinite(float(value)):
+            self._failure = f"became {float(value)} at the end of epoch {epoch + 1}"
+        if self._failure is None:
+            return
+        restored = ""
+        if self.restore_weights and self._saved is not None:
+            for variable, value in self._saved:
+                variable.assign(value)
+            restored = f" The weights from the start of epoch {epoch + 1} have been restored."
+        self.message = f"`{self.monitor}` {self._failure}; training stopped.{restored} {LIKELY_CAUSES}"
+        self._failure = None
+        self.model.stop_training = True
+        if self.raise_error:
+            raise NonFiniteLossError(self.message)
+        warnings.warn(self.message, RuntimeWarning, stacklevel=2)
+
+    def _state_variables(self) -> list:
+        optimizer = getattr(self.model, "optimizer", None)
+        return [*self.model.weights, *(optimizer.variables if optimizer is not None else [])]
+
+
+# ---------------------------------------------------------------- runs that survive a stop
+
+def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
+                  config: Mapping | None = None, **fit_kwargs) -> dict[str, list[float]]:
+    """`model.fit` that can be stopped and started again: one folder per training run.
+
+    A grid of full-length runs on a CPU takes hours. With a `run_dir`, the weights,
+    the optimizer state and the numbers of every finished epoch are saved after each
+    epoch in one file, `checkpoint.npz`, written under a temporary name and then
+    renamed, so a run killed at any moment (even mid-save) keeps its last finished
+    epoch; `history.csv` is rewritten from it. Calling again with the same folder
+    resumes at the first unfinished epoch; once all `epochs` are done it only loads
+    the weights. A resumed run matches an uninterrupted one in distribution, not bit
+    for bit: the shuffling order and the sampling noise start again from their seeds.
+
+    Args:
+        model: a compiled, built Keras model.
+        x, y: training data, as for `fit`; a `vaekit.VAE` checks them first
+            (`VAE.check_data`).
+        run_dir: the run's folder, created if needed; `None` is plain `fit`, nothing saved.
+        epochs: the total number of epochs, counting those done before a stop. A run
+            may be extended (asked for more epochs later), never cut back.
+        config: what defines the run (JSON-able: sizes, β, data...). It is written to
+            `config.json` on the first call and must be equal on every later one, so a
+            folder is never resumed with a different model.
+        **fit_kwargs: passed to `fit` (`batch_size`, `validation_data`, `verbose`,
+            `callbacks`...); not `initial_epoch`, which the folder decides.
+
+    Returns:
+        The history of every epoch, old and new, as `fit(...).history` would give it.
+    """
+    epochs = checks.positive_int("epochs", epochs)
+    if "initial_epoch" in fit_kwargs:
+        raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
+    if hasattr(model, "check_data"):  # a vaekit.VAE: refuse bad data before any file is written
+        x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
+        if validation_data is not None:
+            fit_kwargs["validation_data"] = validation_data
+    if run_dir is None:
+        return model.fit(x, y, epochs=epochs, **fit_kwargs).history
+    run_dir = _run_folder(run_dir)
+    _check_run_config(run_dir / "config.json", config)
+    checkpoint = RunCheckpoint(run_dir)
+    done = checkpoint.restore(model)
+    if done > epochs:
+        raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
+                         f"pass epochs >= {done} or another run_dir.")
+    if done == epochs:
+        last = " - ".join(f"{name}: {values[-1]:.4f}" for name, values in checkpoint.history().items())
+        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from "
+              f"{_shown(run_dir)}\n  epoch {epochs}: {last}")
+        return checkpoint.history()
+    if done:
+        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_shown(run_dir)}")
+    callbacks = [*(fit_kwargs.pop("callbacks", None) or []), checkpoint]
+    model.fit(x, y, epochs=epochs, initial_epoch=done, callbacks=callbacks, **fit_kwargs)
+    return checkpoint.history()
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves a run after every epoch: weights, optimizer state and the epochs' numbers.
+
+    Everything goes into one file, `checkpoint.npz` (NumPy arrays and a JSON record),
+    written to a temporary name and renamed: after a kill at any moment the folder
+    holds the state after the last finished epoch, whole. `history.csv` (one row per
+    finished epoch, for reading by eye or pandas) is rewritten from that record after
+    each save and on every restore, so it never lists an epoch twice or misses one.
+    An epoch whose loss is not finite is not saved.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        super().__init__()
+        self.path = Path(run_dir) / "checkpoint.npz"
+        self.history_csv = Path(run_dir) / "history.csv"
+        self.rows: list[dict[str, float]] = []  # one per finished epoch
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the saved state into `model`; returns the number of finished epochs (0 if none)."""
+        for leftover in self.path.parent.glob(f".*{_io.TEMPORARY_MARK}*"):  # from a kill mid-save
+            leftover.unlink(missing_ok=True)
+        if not self.path.exists():
+            return 0
+        with np.load(self.path, allow_pickle=False) as saved:
+            record = json.loads(str(saved["record"]))
+            weights = [saved[f"weight_{i}"] for i in range(record["weights"])]
+            optimizer_values = [saved[f"optimizer_{i}"] for i in range(record["optimizer_variables"])]
+        try:
+            model.set_weights(weights)
+            if optimizer_values:
+                if not model.optimizer.built:
+                    model.optimizer.build(model.trainable_variables)
+                if len(model.optimizer.variables) != len(optimizer_values):
+                    raise ValueError(f"the optimizer has {len(model.optimizer.variables)} variables, "
+                                     f"the checkpoint {len(optimizer_values)}")
+                for variable, value in zip(model.optimizer.variables, optimizer_values):
+                    variable.assign(value)
+        except ValueError as error:
+            raise ValueError(f"{self.path} does not fit this model ({error}). Was the model or the optimizer "
+                             "changed without changing `config`? Pass another `run_dir`.") from error
+        self.rows = record["rows"]
+        self._write_history_csv()
+        return len(self.rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {name: float(value) for name, value in (logs or {}).items()}
+        if not math.isfinite(logs.get("loss", 0.0)) or epoch != len(self.rows):
+            return
+        self.rows.append(logs)
+        optimizer = getattr(self.model, "optimizer", None)
+        optimizer_variables = optimizer.variables if optimizer is not None else []
+        arrays = {f"weight_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.weights)}
+        arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)})
+        record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables)}
+        with _io.replacing(self.path) as temporary:
+            np.savez(temporary, record=np.array(json.dumps(record)), **arrays)
+        self._write_history_csv()
+
+    def history(self) -> dict[str, list[float]]:
+        """Every finished epoch's numbers, as `fit(...).history` gives them."""
+        names = list(dict.fromkeys(name for row in self.rows for name in row))
+        return {name: [row.get(name, math.nan) for row in self.rows] for name in names}
+
+    def _write_history_csv(self) -> None:
+        frame = pd.DataFrame(self.rows)
+        frame.insert(0, "epoch", range(len(frame)))
+        with _io.replacing(self.history_csv) as temporary:
+            frame.to_csv(temporary, index=False)
+
+
+def _run_folder(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"`run_dir` {_shown(run_dir)} is an existing file; pass the path of a folder "
+                         "(it is created if missing).")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a parent is a file, or no permission
+        raise ValueError(f"`run_dir` {_shown(run_dir)} cannot be created as a folder ({error}).") from error
+    return run_dir
+
+
+def _check_run_config(path: Path, config: Mapping | None) -> None:
+    config = json.loads(json.dumps(dict(config or {})))  # as it reads back: tuples become lists
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != config:
+            raise ValueError(f"{path.parent} holds a run with another config:\n  saved {saved}\n  given {config}\n"
+                             "Pass another `run_dir`, or delete the folder to start that run again.")
+    else:
+        _io.write_text(path, json.dumps(config, indent=1) + "\n")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory where it can be: outputs stay machine-neutral."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return str(path)
+
+
+
+
+# ---------------------------------------------------------------- one compiled epoch on JAX
 
 # model -> {(optimizer, data shapes, batch size, shuffle): compiled epoch}, so that calling
 # fit_on_device again (one epoch at a time, say) does not compile again.
@@ -70,13 +375,13 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
     if getattr(model, "optimizer", None) is None:
         raise ValueError("`model` must be compiled first: call model.compile(optimizer=...) before fit_on_device.")
     data = _training_arrays(x, y)
-    epochs = _checks.positive_int("epochs", epochs)
-    batch_size = _checks.positive_int("batch_size", batch_size)
+    epochs = checks.positive_int("epochs", epochs)
+    batch_size = checks.positive_int("batch_size", batch_size)
     if verbose not in (0, 1, 2):
         raise ValueError(f"`verbose` must be 0, 1 or 2, got {verbose!r}.")
     if validation_data is not None and not (isinstance(validation_data, (tuple, list)) and 1 <= len(validation_data) <= 2):
         raise ValueError(f"`validation_data` must be a tuple (x_val,) or (x_val, y_val), got {type(validation_data).__name__}.")
-    seed = _checks.optional_seed("seed", seed)
+    seed = checks.optional_seed("seed", seed)
 
     if keras.backend.backend() != "jax":  # (a vaekit.VAE's `fit` checks the data)
         return model.fit(*data, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
