@@ -111,6 +111,14 @@ def test_a_chosen_output_folder_is_used_as_given_and_its_earlier_contents_are_an
     assert experiments.project_root() == chosen
 
 
+def test_the_checkout_named_as_output_folder_is_shown_relative_to_the_notebooks(checkout, monkeypatch, capsys):
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(checkout))  # a deliberate shortened run into the repository
+    monkeypatch.setenv("VAEKIT_EPOCHS", "500")
+    assert experiments.output_dir("figures") == checkout / "figures"
+    experiments.describe_run(seed=0)
+    assert "outputs (figures, predictions, runs, models) go to ..\n" in capsys.readouterr().out
+
+
 def test_an_output_folder_that_is_a_file_is_refused_naming_the_variable(checkout, monkeypatch, tmp_path):
     (tmp_path / "taken").write_text("")
     monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path / "taken"))

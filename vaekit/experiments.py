@@ -164,12 +164,17 @@ def _run_lines() -> list[str]:
     elif mode == "shortened":
         lines.append(f"shortened run: every training capped at {epoch_cap()} epochs by ${EPOCHS_VARIABLE} "
                      "(unset it for the full length); not the notebook's results")
-    lines.append(f"outputs (figures, predictions, runs, models) go to {folder}")
+    # Relative where that is short (a checkout named from its notebooks/: ".."), so committed outputs stay
+    # machine-neutral; absolute for a temporary folder, where "../../../tmp/..." would hide where it is.
+    shown = _shown(folder)
+    if shown == os.curdir or shown.startswith(os.path.join(os.pardir, os.pardir)):
+        shown = str(folder)
+    lines.append(f"outputs (figures, predictions, runs, models) go to {shown}")
     earlier = sorted(str(path.relative_to(folder)) for kind in ("runs", "models") if (folder / kind).is_dir()
                      for path in (folder / kind).iterdir())
     if earlier:  # possible only in a folder named by $VAEKIT_OUTPUT_DIR, or after another run in this process
-        shown = ", ".join(earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
-        lines.append(f"that folder holds an earlier run's {shown}: finished runs there are loaded, not retrained, "
+        listed = ", ".join(earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
+        lines.append(f"that folder holds an earlier run's {listed}: finished runs there are loaded, not retrained, "
                      "and saved models are reused; choose an empty folder to start afresh")
     return lines
 
