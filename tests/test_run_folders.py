@@ -117,6 +117,19 @@ def test_the_checkout_named_as_output_folder_is_shown_relative_to_the_notebooks(
     assert experiments.output_dir("figures") == checkout / "figures"
     experiments.describe_run(seed=0)
     assert "outputs (figures, predictions, runs, models) go to ..\n" in capsys.readouterr().out
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(checkout / "executed" / "run"))
+    experiments.describe_run(seed=0)
+    assert "go to ../executed/run\n" in capsys.readouterr().out
+
+
+def test_a_fresh_folder_outside_the_notebooks_folder_is_shown_whole(checkout, monkeypatch, capsys, tmp_path):
+    (tmp_path / "course").mkdir()
+    monkeypatch.chdir(tmp_path / "course")  # a copied notebook: its own folder is its home, tmp/ is one level up
+    monkeypatch.setenv("VAEKIT_QUICK", "1")
+    experiments.describe_run(seed=0)
+    folder = experiments.project_root()
+    assert folder.parent == tmp_path / "tmp"
+    assert f"go to {folder}\n" in capsys.readouterr().out
 
 
 def test_an_output_folder_that_is_a_file_is_refused_naming_the_variable(checkout, monkeypatch, tmp_path):

@@ -71,6 +71,11 @@ def project_root() -> Path:
     own_folder = run_output_folder()
     if own_folder is not None:
         return own_folder
+    return _full_run_root()
+
+
+def _full_run_root() -> Path:
+    """`project_root` of a full run: the checkout from its notebooks/ or benchmarks/, else the working folder."""
     cwd = Path.cwd()
     if cwd.name in ("notebooks", "benchmarks") and _is_vaekit_checkout(cwd.parent):
         return cwd.parent
@@ -164,11 +169,10 @@ def _run_lines() -> list[str]:
     elif mode == "shortened":
         lines.append(f"shortened run: every training capped at {epoch_cap()} epochs by ${EPOCHS_VARIABLE} "
                      "(unset it for the full length); not the notebook's results")
-    # Relative where that is short (a checkout named from its notebooks/: ".."), so committed outputs stay
-    # machine-neutral; absolute for a temporary folder, where "../../../tmp/..." would hide where it is.
-    shown = _shown(folder)
-    if shown == os.curdir or shown.startswith(os.path.join(os.pardir, os.pardir)):
-        shown = str(folder)
+    # Relative inside the checkout (or the notebook's folder), so committed outputs stay machine-neutral;
+    # absolute elsewhere (a temporary folder), where "../../tmp/..." would hide where it is.
+    home = _full_run_root().absolute()
+    shown = _shown(folder) if folder == home or home in folder.parents else str(folder)
     lines.append(f"outputs (figures, predictions, runs, models) go to {shown}")
     earlier = sorted(str(path.relative_to(folder)) for kind in ("runs", "models") if (folder / kind).is_dir()
                      for path in (folder / kind).iterdir())
