@@ -137,6 +137,9 @@ def test_an_output_folder_that_is_a_file_is_refused_naming_the_variable(checkout
     monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path / "taken"))
     with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR is '.*taken', an existing file"):
         experiments.output_dir("figures")
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path / "taken" / "run"))
+    with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR is '.*run', which cannot be created as a folder"):
+        experiments.describe_run(seed=0)
 
 
 def test_a_bad_epoch_cap_is_refused_before_any_folder_is_chosen(checkout, monkeypatch):

@@ -54,7 +54,7 @@ def epoch_cap() -> int | None:
         return None
     if not cap.isdigit() or int(cap) < 1:
         raise ValueError(f"${EPOCHS_VARIABLE} must be a positive integer, got {cap!r}; "
-                         f"unset it (or set it empty) for a full-length run.")
+                         "unset it (or set it empty) for a full-length run.")
     return int(cap)
 
 
@@ -98,7 +98,11 @@ def run_output_folder() -> Path | None:
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, an existing file; set it to a folder "
                              "(it is created if missing) or unset it.")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a parent is a file, or no permission
+            raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, which cannot be created as a folder ({error}); "
+                             "set it to a folder you can write to, or unset it.") from error
         return folder
     mode = _run_mode()
     if mode == "full":
