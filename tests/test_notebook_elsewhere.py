@@ -38,7 +38,8 @@ def test_copied_notebook_runs_in_quick_mode_and_writes_only_where_it_runs(tmp_pa
 
     monkeypatch.setenv("VAEKIT_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where quick mode writes (tempfile.gettempdir())
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # where quick mode makes its fresh folder (tempfile.mkdtemp)
+    monkeypatch.delenv("VAEKIT_OUTPUT_DIR", raising=False)
     (tmp_path / "tmp").mkdir()
     before = repository_state()
     notebook = nbformat.read(course / NOTEBOOK, as_version=4)
@@ -48,7 +49,10 @@ def test_copied_notebook_runs_in_quick_mode_and_writes_only_where_it_runs(tmp_pa
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.outputs if output.output_type == "error"]
     assert errors == []
-    quick = tmp_path / "tmp" / "vaekit-quick"
+    [quick] = (tmp_path / "tmp").glob("vaekit-quick-*")  # the kernel's own folder, and only one
+    printed = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for output in cell.outputs)
+    assert f"outputs (figures, predictions, runs, models) go to {quick}\n" in printed
     assert (quick / "figures" / "01_conv_autoencoder_reconstructions.png").stat().st_size > 0
     assert (quick / "models" / "conv_autoencoder.keras").is_file()
     assert after == before

@@ -24,6 +24,7 @@ from vaekit.training import fit_resumable  # noqa: F401  (the notebooks' entry p
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
+OUTPUT_VARIABLE = "VAEKIT_OUTPUT_DIR"
 
 
 def quick_mode() -> bool:
@@ -39,27 +40,86 @@ def epochs(seed_epochs: int) -> int:
     """
     if quick_mode():
         return 1
-    cap = os.environ.get(EPOCHS_VARIABLE, "").strip()
-    if cap:
-        if not cap.isdigit() or int(cap) < 1:
-            raise ValueError(f"${EPOCHS_VARIABLE} must be a positive integer, got {cap!r}.")
-        return min(seed_epochs, int(cap))
+    cap = epoch_cap()
+    if cap is not None:
+        return min(seed_epochs, cap)
     return seed_epochs
 
 
+def epoch_cap() -> int | None:
+    """The epoch cap `$VAEKIT_EPOCHS` sets for a shortened run, or None when it is unset or empty."""
+    cap = os.environ.get(EPOCHS_VARIABLE, "").strip()
+    if not cap:
+        return None
+    if not cap.isdigit() or int(cap) < 1:
+        raise ValueError(f"${EPOCHS_VARIABLE} must be a positive integer, got {cap!r}; "
+                         "unset it (or set it empty) for a full-length run.")
+    return int(cap)
+
+
 def project_root() -> Path:
-    """The folder that receives `figures/`, `predictions/`, `runs/`: where the notebook runs.
+    """The folder that receives `figures/`, `predictions/`, `runs/`, `models/`: where the notebook runs.
 
     The one exception is this repository's own `notebooks/` (or `benchmarks/`) folder,
     recognised by a `pyproject.toml` naming vaekit beside it: there the outputs go to the
     repository's `figures/` and `predictions/`. A notebook copied anywhere else (Colab's
     `/content`, a course folder) writes next to itself, never into a checkout it did not
-    come from.
+    come from. A quick or shortened run, or any run with `$VAEKIT_OUTPUT_DIR` set, has its
+    own folder instead (`run_output_folder`), wherever it runs.
     """
+    own_folder = run_output_folder()
+    if own_folder is not None:
+        return own_folder
+    return _full_run_root()
+
+
+def _full_run_root() -> Path:
+    """`project_root` of a full run: the checkout from its notebooks/ or benchmarks/, else the working folder."""
     cwd = Path.cwd()
     if cwd.name in ("notebooks", "benchmarks") and _is_vaekit_checkout(cwd.parent):
         return cwd.parent
     return cwd
+
+
+def run_output_folder() -> Path | None:
+    """The folder of this run's own outputs, or None for a full run that writes as `project_root` says.
+
+    `$VAEKIT_OUTPUT_DIR`, when set, is that folder for every run. Otherwise a quick run
+    (`$VAEKIT_QUICK`) or a shortened one (`$VAEKIT_EPOCHS`) gets a fresh temporary folder,
+    made on first use and kept for the rest of the process (one per notebook kernel):
+    its figures, tables, run logs and saved models never land on the committed results
+    of full runs, and it never finds, resumes or loads what another run left behind.
+    `describe_run` prints which folder it is.
+    """
+    chosen = os.environ.get(OUTPUT_VARIABLE, "").strip()
+    if chosen:
+        folder = Path(chosen).expanduser().absolute()
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, an existing file; set it to a folder "
+                             "(it is created if missing) or unset it.")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a parent is a file, or no permission
+            raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, which cannot be created as a folder ({error}); "
+                             "set it to a folder you can write to, or unset it.") from error
+        return folder
+    mode = _run_mode()
+    if mode == "full":
+        return None
+    if mode not in _fresh_output_folders:
+        _fresh_output_folders[mode] = Path(tempfile.mkdtemp(prefix=f"vaekit-{mode}-"))
+    return _fresh_output_folders[mode]
+
+
+# One fresh folder per mode and process; tests reset it to stand in for a second process.
+_fresh_output_folders: dict[str, Path] = {}
+
+
+def _run_mode() -> str:
+    """"quick", "shortened" (`$VAEKIT_EPOCHS` set) or "full"."""
+    if quick_mode():
+        return "quick"
+    return "shortened" if epoch_cap() is not None else "full"
 
 
 def _is_vaekit_checkout(folder: Path) -> bool:
@@ -71,29 +131,59 @@ def _is_vaekit_checkout(folder: Path) -> bool:
 
 
 def output_dir(kind: str = "figures") -> Path:
-    """Where a run writes `kind` ("figures", "predictions").
+    """Where a run writes `kind` ("figures", "predictions", "models").
 
-    Full runs write into `project_root() / kind`; quick runs into a temporary folder,
-    so that running the tests never overwrites the committed results of full runs.
+    `project_root() / kind`: for a full run the checkout's (or the notebook's own folder's)
+    `figures/` and `predictions/`; for a quick or shortened run, its own folder's
+    (`run_output_folder`), so that neither the tests nor a shortened run overwrite the
+    committed results of full runs.
     """
-    if quick_mode():
-        path = Path(tempfile.gettempdir()) / "vaekit-quick" / kind
-    else:
-        path = project_root() / kind
+    path = project_root() / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def describe_run(seed: int | None = None) -> None:
-    """Print one line each for the versions, backend, device and seed a run used."""
+    """Print one line each for the versions, backend, device and seed a run used.
+
+    A quick or shortened run, or one with `$VAEKIT_OUTPUT_DIR`, also says so (with the
+    epoch cap) and names the folder its outputs go to; a full run prints only the four lines.
+    """
     backend = keras.backend.backend()
     lines = [
         f"python {platform.python_version()}, keras {keras.__version__}, numpy {np.__version__}",
         f"backend {backend} {_backend_version(backend)}, device {_device(backend)}",
         f"platform {platform.platform()}, {os.cpu_count()} CPU cores",
         f"seed {seed}, quick mode {'on' if quick_mode() else 'off'}",
+        *_run_lines(),
     ]
     print("\n".join(lines))
+
+
+def _run_lines() -> list[str]:
+    """What `describe_run` adds for a run that is not a full one, or writes where the user chose."""
+    folder = run_output_folder()
+    if folder is None:
+        return []
+    mode = _run_mode()
+    lines = []
+    if mode == "quick":
+        lines.append(f"quick run (${QUICK_VARIABLE}): small subsets, 1 epoch per training; not the notebook's results")
+    elif mode == "shortened":
+        lines.append(f"shortened run: every training capped at {epoch_cap()} epochs by ${EPOCHS_VARIABLE} "
+                     "(unset it for the full length); not the notebook's results")
+    # Relative inside the checkout (or the notebook's folder), so committed outputs stay machine-neutral;
+    # absolute elsewhere (a temporary folder), where "../../tmp/..." would hide where it is.
+    home = _full_run_root().absolute()
+    shown = _shown(folder) if folder == home or home in folder.parents else str(folder)
+    lines.append(f"outputs (figures, predictions, runs, models) go to {shown}")
+    earlier = sorted(str(path.relative_to(folder)) for kind in ("runs", "models") if (folder / kind).is_dir()
+                     for path in (folder / kind).iterdir())
+    if earlier:  # possible only in a folder named by $VAEKIT_OUTPUT_DIR, or after another run in this process
+        listed = ", ".join(earlier[:6]) + (f" and {len(earlier) - 6} more" if len(earlier) > 6 else "")
+        lines.append(f"that folder holds an earlier run's {listed}: finished runs there are loaded, not retrained, "
+                     "and saved models are reused; choose an empty folder to start afresh")
+    return lines
 
 
 def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
