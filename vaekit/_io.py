@@ -38,3 +38,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """`Path(path).write_text(text)`, atomically."""
     with replacing(path) as temporary:
         temporary.write_text(text)
+
+
+def shown(path: Path) -> str:
+    """`path` relative to the working directory where it can be: outputs stay machine-neutral."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive, on Windows
+        return str(path)

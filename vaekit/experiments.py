@@ -175,7 +175,7 @@ def _run_lines() -> list[str]:
     # Relative inside the checkout (or the notebook's folder), so committed outputs stay machine-neutral;
     # absolute elsewhere (a temporary folder), where "../../tmp/..." would hide where it is.
     home = _full_run_root().absolute()
-    shown = _shown(folder) if folder == home or home in folder.parents else str(folder)
+    shown = _io.shown(folder) if folder == home or home in folder.parents else str(folder)
     lines.append(f"outputs (figures, predictions, runs, models) go to {shown}")
     earlier = sorted(str(path.relative_to(folder)) for kind in ("runs", "models") if (folder / kind).is_dir()
                      for path in (folder / kind).iterdir())

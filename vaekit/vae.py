@@ -235,31 +235,6 @@ class VAE(keras.Model):
         """The decoder's mean image for latent codes `z` (see `distribution_mean`), as a tensor."""
         return distribution_mean(self.reconstruction, self.decoder(z, training=False))
 
-    def compile(self, *args, steps_per_execution: int | None = None, **kwargs):
-        """Keras' `compile`, with `steps_per_execution` 32 on TensorFlow when not given.
-
-        32 batches per call: 14 to 18 % less CPU time per step of `fc_vae()`, the same
-        results (benchmarks/README.md); batch callbacks then run every 32 batches. JAX
-        would unroll the loop, PyTorch takes only 1, Keras < 3.15 loses the logs: 1 there.
-        """
-        self._steps_per_execution_given = steps_per_execution is not None
-        if steps_per_execution is None:
-            version = tuple(int(part) for part in keras.__version__.split(".")[:2])
-            steps_per_execution = 32 if keras.backend.backend() == "tensorflow" and version >= (3, 15) else 1
-        super().compile(*args, steps_per_execution=steps_per_execution, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()  # a default stays a default: reloaded on PyTorch, it is 1
-        if config and not getattr(self, "_steps_per_execution_given", True):
-            config["steps_per_execution"] = None
-        return config
-
-    def compile_from_config(self, config):
-        # Keras skips loading the compile state of a class that overrides `compile`.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
     def get_config(self):
         parts = {name: keras.saving.serialize_keras_object(getattr(self, name)) for name in ("encoder", "decoder")}
         return {**super().get_config(), **parts, "beta": self.beta, "reconstruction": self.reconstruction,
