@@ -166,7 +166,11 @@ class VAE(keras.Model):
     network as a plain autoencoder, `beta>1` is a beta-VAE. `reconstruction` is one of
     `RECONSTRUCTION_LOSSES` (see `reconstruction_loss`). With "gaussian" the VAE owns
     one more weight, `decoder_log_var`, trained with the rest: one number shared by all
-    pixels, or one per pixel with `per_pixel_variance=True`.
+    pixels, or one per pixel with `per_pixel_variance=True`. Two KL schedules: with
+    `kl_warmup_steps=N` the KL's weight rises linearly from 0 to `beta` over the first N
+    training steps (Sønderby et al. 2016); with `free_bits=lambda` each latent dimension's
+    batch-mean KL counts as at least lambda nats (Kingma et al. 2016), so the optimiser
+    gains nothing by pushing a dimension below it. `kl_loss` always logs the plain KL.
 
     The training step is Keras' own: for each batch `fit` runs
 
@@ -179,7 +183,8 @@ class VAE(keras.Model):
     """
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, beta: float = 1.0,
-                 reconstruction: str = "bce", per_pixel_variance: bool = False, **kwargs):
+                 reconstruction: str = "bce", per_pixel_variance: bool = False, kl_warmup_steps: int = 0,
+                 free_bits: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         _check_parts(encoder, decoder)
         if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
@@ -192,8 +197,16 @@ class VAE(keras.Model):
             raise TypeError(f"`per_pixel_variance` must be True or False, got {per_pixel_variance!r}.")
         if per_pixel_variance and reconstruction != "gaussian":
             raise ValueError(f'`per_pixel_variance=True` needs reconstruction="gaussian", got {reconstruction!r}.')
+        if not (isinstance(kl_warmup_steps, numbers.Integral) and kl_warmup_steps >= 0 and isinstance(
+                free_bits, numbers.Real) and math.isfinite(free_bits) and free_bits >= 0) or isinstance(free_bits, bool):
+            raise ValueError("`kl_warmup_steps` must be an integer >= 0 and `free_bits` a number >= 0, "
+                             f"got {kl_warmup_steps!r} and {free_bits!r}.")
         self.encoder, self.decoder, self.beta = encoder, decoder, float(beta)
         self.reconstruction, self.per_pixel_variance = reconstruction, per_pixel_variance
+        self.kl_warmup_steps, self.free_bits = int(kl_warmup_steps), float(free_bits)
+        # The warm-up's step count is a weight, so that a saved or resumed model carries on from it.
+        self.training_steps = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                              name="training_steps") if kl_warmup_steps else None
         self.decoder_log_var = None
         if reconstruction == "gaussian":
             if per_pixel_variance and not is_functional(decoder):
@@ -225,7 +238,15 @@ class VAE(keras.Model):
         batch_size = ops.shape(x)[0]
         self.reconstruction_loss_tracker.update_state(reconstruction_term, sample_weight=batch_size)
         self.kl_loss_tracker.update_state(kl_term, sample_weight=batch_size)
-        return reconstruction_term + self.beta * kl_term
+        beta, kl_objective = self.beta, kl_term
+        if self.free_bits:  # each dimension's KL, averaged over the batch, floored at free_bits
+            per_dimension = kl_divergence(y_pred["z_mean"][..., None], y_pred["z_log_var"][..., None])
+            kl_objective = ops.sum(ops.maximum(ops.mean(per_dimension, axis=0), self.free_bits))
+        if self.training_steps is not None:
+            if training:
+                self.training_steps.assign_add(1.0)
+            beta = self.beta * ops.minimum(1.0, self.training_steps / self.kl_warmup_steps)
+        return reconstruction_term + beta * kl_objective
 
     def reconstruction_term(self, x, reconstruction):
         """Per-image `reconstruction_loss` of this VAE's kind (with its learned variance)."""
@@ -238,7 +259,8 @@ class VAE(keras.Model):
     def get_config(self):
         parts = {name: keras.saving.serialize_keras_object(getattr(self, name)) for name in ("encoder", "decoder")}
         return {**super().get_config(), **parts, "beta": self.beta, "reconstruction": self.reconstruction,
-                "per_pixel_variance": self.per_pixel_variance}
+                "per_pixel_variance": self.per_pixel_variance, "kl_warmup_steps": self.kl_warmup_steps,
+                "free_bits": self.free_bits}
 
     @classmethod
     def from_config(cls, config):
