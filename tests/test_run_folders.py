@@ -135,10 +135,10 @@ def test_a_fresh_folder_outside_the_notebooks_folder_is_shown_whole(checkout, mo
 def test_an_output_folder_that_is_a_file_is_refused_naming_the_variable(checkout, monkeypatch, tmp_path):
     (tmp_path / "taken").write_text("")
     monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path / "taken"))
-    with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR is '.*taken', an existing file"):
+    with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR '.*taken' is an existing file; set it to a folder"):
         experiments.output_dir("figures")
     monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path / "taken" / "run"))
-    with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR is '.*run', which cannot be created as a folder"):
+    with pytest.raises(ValueError, match=r"VAEKIT_OUTPUT_DIR '.*run' cannot be created as a folder"):
         experiments.describe_run(seed=0)
 
 

@@ -46,3 +46,18 @@ def shown(path: Path) -> str:
         return os.path.relpath(path)
     except ValueError:  # another drive, on Windows
         return str(path)
+
+
+def make_folder(path: Path, described: str, fix: str) -> Path:
+    """Create the folder `path` if missing; raise a ValueError that starts with `described`, ends with `fix`.
+
+    `described` names the setting the path came from ("`run_dir` runs/a"); a path that
+    is an existing file or cannot be created (a parent is a file, no permission) is refused.
+    """
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{described} is an existing file; {fix} (it is created if missing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{described} cannot be created as a folder ({error}); {fix}.") from error
+    return path

@@ -93,16 +93,8 @@ def run_output_folder() -> Path | None:
     """
     chosen = os.environ.get(OUTPUT_VARIABLE, "").strip()
     if chosen:
-        folder = Path(chosen).expanduser().absolute()
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, an existing file; set it to a folder "
-                             "(it is created if missing) or unset it.")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:  # a parent is a file, or no permission
-            raise ValueError(f"${OUTPUT_VARIABLE} is {chosen!r}, which cannot be created as a folder ({error}); "
-                             "set it to a folder you can write to, or unset it.") from error
-        return folder
+        return _io.make_folder(Path(chosen).expanduser().absolute(), f"${OUTPUT_VARIABLE} {chosen!r}",
+                               "set it to a folder you can write to, or unset it")
     mode = _run_mode()
     if mode == "full":
         return None

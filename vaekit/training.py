@@ -334,15 +334,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 
 
 def _run_folder(run_dir: str | os.PathLike) -> Path:
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"`run_dir` {_io.shown(run_dir)} is an existing file; pass the path of a folder "
-                         "(it is created if missing).")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a parent is a file, or no permission
-        raise ValueError(f"`run_dir` {_io.shown(run_dir)} cannot be created as a folder ({error}).") from error
-    return run_dir
+    return _io.make_folder(Path(run_dir), f"`run_dir` {_io.shown(Path(run_dir))}", "pass the path of a folder")
 
 
 def _check_run_config(path: Path, config: Mapping | None) -> None:
