@@ -312,3 +312,13 @@ def test_dynamic_binarization_redraws_binary_batches_every_epoch():
     assert bright[0][0].mean() == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ValueError, match="batch_size"):
         data.DynamicBinarization(x, batch_size=0)
+
+
+def test_test_limit_cuts_the_test_split_on_its_own(tmp_path):
+    write_mnist_npz(tmp_path / "mnist.npz")
+    (x_train, _), (x_test, y_test) = load_mnist(tmp_path, limit=3, test_limit=2)
+    assert len(x_train) == 3 and len(x_test) == len(y_test) == 2
+    (x_train, _), (x_test, _) = load_mnist(tmp_path, test_limit=1)
+    assert len(x_test) == 1 and len(x_train) > 3
+    with pytest.raises(ValueError, match="`test_limit` must be a positive integer"):
+        load_mnist(tmp_path, test_limit=0)

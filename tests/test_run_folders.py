@@ -10,6 +10,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tiny import ROOT
@@ -205,3 +206,31 @@ def test_shortened_runs_write_nothing_into_the_checkout_and_never_load_each_othe
         assert (folder / "runs" / "03_conv_vae" / "history.csv").is_file()
         assert (folder / "figures" / "03_conv_vae_loss.png").read_bytes() == b"figure"
         assert (folder / "models" / "conv_autoencoder.keras").is_file()
+
+
+# ---------------------------------------------------------------- a notebook's set-up in one line each
+
+def test_setup_seeds_prints_the_run_and_returns_the_figures_folder(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path))
+    figures = experiments.setup(3)
+    first = np.random.rand()
+    assert figures == tmp_path / "figures" and figures.is_dir()
+    assert "seed 3" in capsys.readouterr().out
+    experiments.setup(3)
+    assert np.random.rand() == first  # seeded again: the same draw
+    with pytest.raises(TypeError, match="`seed` must be an integer >= 0"):
+        experiments.setup("3")
+
+
+def test_run_dir_lies_under_the_runs_folder_of_the_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path))
+    assert experiments.run_dir("03_conv_vae") == tmp_path / "runs" / "03_conv_vae"
+    with pytest.raises(ValueError, match="`name` must be a non-empty folder name"):
+        experiments.run_dir("../elsewhere")
+
+
+def test_quick_or_picks_the_quick_size_only_in_quick_mode(monkeypatch):
+    monkeypatch.delenv("VAEKIT_QUICK", raising=False)
+    assert experiments.quick_or(None, 1024) is None
+    monkeypatch.setenv("VAEKIT_QUICK", "1")
+    assert experiments.quick_or(None, 1024) == 1024

@@ -35,10 +35,11 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = None,
-               binarize: bool = False, seed: int = 0):
+               binarize: bool = False, seed: int = 0, test_limit: int | None = None):
     """MNIST: 60,000 + 10,000 images (n, 28, 28, 1) in [0, 1], labels 0-9.
 
-    Reads `mnist.npz` (keras layout). `limit` keeps the first images of each split;
+    Reads `mnist.npz` (keras layout). `limit` keeps the first images of each split,
+    `test_limit` (if given) those of the test split instead;
     `binarize=True` draws each pixel once as Bernoulli(intensity) with `seed`
     (static binarisation; see `binarize` for a fresh draw per epoch).
     """
@@ -48,11 +49,11 @@ def load_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = No
         arrays = _read_npz(path, ("x_train", "y_train", "x_test", "y_test"))
     else:
         arrays = _keras_download("mnist", candidates)
-    return _finish(arrays, limit, binarize, seed, image_shape=(28, 28), source=path or "keras.datasets.mnist")
+    return _finish(arrays, limit, test_limit, binarize, seed, image_shape=(28, 28), source=path or "keras.datasets.mnist")
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = None,
-                       binarize: bool = False, seed: int = 0):
+                       binarize: bool = False, seed: int = 0, test_limit: int | None = None):
     """Fashion-MNIST: 60,000 + 10,000 images (n, 28, 28, 1) in [0, 1], labels 0-9.
 
     Reads the four original IDX `.gz` files from a `fashion-mnist/` folder (or the
@@ -67,11 +68,11 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | N
         arrays = tuple(read_idx(found / FASHION_FILES[key]) for key in ("x_train", "y_train", "x_test", "y_test"))
     else:
         arrays = _keras_download("fashion_mnist", [f / FASHION_FILES["x_train"] for f in folders])
-    return _finish(arrays, limit, binarize, seed, image_shape=(28, 28),
+    return _finish(arrays, limit, test_limit, binarize, seed, image_shape=(28, 28),
                    source=found or "keras.datasets.fashion_mnist")
 
 
-def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = None):
+def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = None, test_limit: int | None = None):
     """SVHN cropped digits: 73,257 + 26,032 images (n, 32, 32, 3) in [0, 1], labels 0-9.
 
     Reads the standard `train_32x32.mat` and `test_32x32.mat` (from
@@ -87,7 +88,7 @@ def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = Non
             raise DataNotFoundError(_not_found_message("SVHN", candidates, download=False))
         splits.extend(_read_svhn_mat(path))
         found.append(str(path))
-    return _finish(tuple(splits), limit, binarize_images=False, seed=0, image_shape=(32, 32, 3),
+    return _finish(tuple(splits), limit, test_limit, binarize_images=False, seed=0, image_shape=(32, 32, 3),
                    source=" and ".join(found))
 
 
@@ -231,14 +232,17 @@ def _read_svhn_mat(path: Path):
     return np.transpose(x, (3, 0, 1, 2)), y.reshape(-1) % 10
 
 
-def _finish(arrays, limit, binarize_images, seed, image_shape, source):
+def _finish(arrays, limit, test_limit, binarize_images, seed, image_shape, source):
     if limit is not None:
         limit = checks.positive_int("limit", limit)
+    if test_limit is not None:
+        test_limit = checks.positive_int("test_limit", test_limit)
     x_train, y_train, x_test, y_test = arrays
     out = []
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+    for split, x, y, keep in (("train", x_train, y_train, limit),
+                              ("test", x_test, y_test, limit if test_limit is None else test_limit)):
         _check_raw_split(f"{source} ({split})", x, y, image_shape)
-        x, y = x[:limit], y[:limit]
+        x, y = x[:keep], y[:keep]
         x = x.astype("float32") / 255.0
         if x.ndim == 3:
             x = x[..., None]

@@ -135,6 +135,37 @@ def output_dir(kind: str = "figures") -> Path:
     return path
 
 
+def setup(seed: int) -> Path:
+    """A notebook's set-up in one call: seed Python, NumPy and the backend, print the run, return its figures folder.
+
+        FIGURES = experiments.setup(SEED)
+
+    is `keras.utils.set_random_seed(SEED)`, `describe_run(SEED)` and `output_dir("figures")`.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TypeError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    figures = output_dir("figures")
+    keras.utils.set_random_seed(seed)
+    describe_run(seed)
+    return figures
+
+
+def run_dir(name: str) -> Path:
+    """The folder of one training run, `runs/<name>` beside the figures (see `project_root`), for `fit_resumable`.
+
+    A quick or shortened run gets it inside its own fresh folder, so it never resumes or
+    overwrites a full run's.
+    """
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise ValueError(f"`name` must be a non-empty folder name without slashes, got {name!r}.")
+    return project_root() / "runs" / name
+
+
+def quick_or(full, quick):
+    """`quick` when `$VAEKIT_QUICK` is set, `full` otherwise: a notebook's sizes, e.g. `experiments.quick_or(None, 1024)`."""
+    return quick if quick_mode() else full
+
+
 def describe_run(seed: int | None = None) -> None:
     """Print one line each for the versions, backend, device and seed a run used.
 
