@@ -63,6 +63,9 @@ def test_latent_scatter_colours_by_label(tmp_path):
     fig = plots.plot_latent_scatter(np.random.rand(40, 16), np.arange(40) % 10, path=tmp_path / "s.png")
     assert "PC" in fig.axes[0].get_title()
     assert (tmp_path / "s.png").exists()
+    assert fig.axes[1].get_ylabel() == "label"  # the colour bar says what the colours are
+    fig = plots.plot_latent_scatter(np.random.rand(40, 2), np.arange(40) % 10, label_name="digit")
+    assert fig.axes[1].get_ylabel() == "digit"
 
 
 def test_latent_grid_is_decoded_in_one_batch_with_top_row_at_highest_z1():

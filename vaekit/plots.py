@@ -96,15 +96,16 @@ def project_2d(z) -> tuple[np.ndarray, str]:
     return centred @ vt[:2].T, f"PC (explains {100 * explained.sum():.0f}% of variance)"
 
 
-def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None):
-    """Latent codes coloured by label; PCA projection when d > 2."""
+def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None,
+                        label_name: str = "label"):
+    """Latent codes coloured by label (the colour bar is titled `label_name`); PCA projection when d > 2."""
     coords, axis_name = project_2d(z)
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
     ax = ax or fig.add_subplot()
     points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7,
                         vmin=-0.5, vmax=9.5)
     if labels is not None:
-        bar = fig.colorbar(points, ax=ax, ticks=range(10))
+        bar = fig.colorbar(points, ax=ax, ticks=range(10), label=label_name)
         if class_names is not None:
             bar.ax.set_yticklabels(class_names)
     ax.set_xlabel(f"{axis_name}[0]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 1")
