@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import keras
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
@@ -194,7 +195,7 @@ def _density_levels(codes: np.ndarray, edge: float, mass: float, bins: int = 80)
 def sample_prior(decoder, n: int, seed: int | None = None) -> np.ndarray:
     """Decode n draws z ~ N(0, I) from the prior."""
     z = np.random.default_rng(seed).standard_normal((n, decoder.input_shape[-1])).astype("float32")
-    return decoder.predict(z, verbose=0)
+    return _float32(decoder.predict(z, verbose=0))
 
 
 def plot_prior_samples(decoder, n: int = 10, ncols: int | None = None, seed: int | None = None,
@@ -210,11 +211,11 @@ def interpolate(encode, decoder, x_start, x_end, steps: int = 10) -> np.ndarray:
 
     `encode` maps a batch of images to codes (for a VAE, the latent means).
     """
-    codes = np.asarray(encode(np.stack([x_start, x_end])))
+    codes = _float32(encode(np.stack([x_start, x_end])))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
-    return decoder.predict(path, verbose=0)
+    return _float32(decoder.predict(path, verbose=0))
 
 
 def plot_interpolations(encode, decoder, pairs, steps: int = 10, row_titles=None, title: str | None = None,
@@ -243,7 +244,7 @@ def latent_traversal(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 
         codes[row, :, d] = values
     images = decoder.predict(codes.reshape(-1, latent_dim), batch_size=max(256, codes.shape[0] * codes.shape[1]),
                              verbose=0)
-    return np.asarray(images).reshape(len(dims), len(values), *np.shape(images)[1:])
+    return _float32(images).reshape(len(dims), len(values), *np.shape(images)[1:])
 
 
 def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
@@ -255,8 +256,17 @@ def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, 
     return _save(fig, path)
 
 
+def _float32(values) -> np.ndarray:
+    """A NumPy float32 array of `values` (an array or backend tensor).
+
+    Under a mixed-precision policy decoders give float16 or bfloat16: `ops.convert_to_numpy`
+    reads a PyTorch bfloat16 tensor (NumPy cannot), and float32 is what matplotlib accepts.
+    """
+    return np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float32)
+
+
 def _as_images(images) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
+    images = _float32(images)
     if images.ndim == 2:  # flat vectors: square grayscale images
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:

@@ -74,7 +74,9 @@ class Sampling(keras.layers.Layer):
     def call(self, inputs):
         z_mean, z_log_var = inputs
         z_log_var = ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX)
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        # In z's dtype: under a mixed-precision policy z is float16/bfloat16, and noise drawn
+        # in float32 would not multiply with it on TensorFlow.
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def compute_output_shape(self, input_shape):
@@ -110,8 +112,10 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
         raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     # One row of pixels per image before any per-pixel arithmetic: the same numbers, but XLA on a
     # CPU (JAX) runs elementwise ops on (n, 28, 28, 1) tensors several times slower than on (n, 784).
-    x = ops.reshape(x, (ops.shape(x)[0], -1))
-    reconstruction = ops.reshape(reconstruction, (ops.shape(reconstruction)[0], -1))
+    # In float32 whatever the decoder's dtype: under mixed precision the reconstruction is float16 or
+    # bfloat16, and in bfloat16 (8 bits of mantissa) a sum over 784 pixels would be off by a nat or more.
+    x = ops.cast(ops.reshape(x, (ops.shape(x)[0], -1)), "float32")
+    reconstruction = ops.cast(ops.reshape(reconstruction, (ops.shape(reconstruction)[0], -1)), "float32")
     if kind == "bce":
         per_pixel = ops.binary_crossentropy(x, reconstruction)
     elif kind == "mse":
@@ -121,7 +125,7 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
     else:
         if log_var is None:
             raise ValueError('reconstruction_loss(kind="gaussian") needs `log_var`, the decoder\'s log-variance.')
-        log_var = ops.clip(ops.convert_to_tensor(log_var, dtype=reconstruction.dtype), LOG_VAR_MIN, LOG_VAR_MAX)
+        log_var = ops.clip(ops.cast(ops.convert_to_tensor(log_var), "float32"), LOG_VAR_MIN, LOG_VAR_MAX)
         if len(log_var.shape):  # one per pixel: laid out like the image rows
             log_var = ops.reshape(log_var, (-1,))
         per_pixel = 0.5 * (LOG_2PI + log_var + ops.square(x - reconstruction) * ops.exp(-log_var))
@@ -142,7 +146,7 @@ def continuous_bernoulli_log_norm(probability):
     t = 1 - 2 lambda, the series artanh(t) / t = 1 + t^2/3 + t^4/5 + t^6/7 + ... is used
     (error below 1e-9 for |t| < 0.1). lambda is clipped like BCE's probabilities.
     """
-    probability = _clip_probability(probability)
+    probability = _clip_probability(ops.cast(probability, "float32"))  # float32 under mixed precision too
     t = 1.0 - 2.0 * probability
     near_half = ops.abs(t) < CB_TAYLOR_RADIUS
     # The closed form is evaluated at a harmless lambda where the series is used: where()
@@ -166,7 +170,7 @@ def distribution_mean(kind: str, reconstruction):
         raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     if kind != "continuous_bernoulli":
         return reconstruction
-    probability = _clip_probability(ops.convert_to_tensor(reconstruction))
+    probability = _clip_probability(ops.cast(reconstruction, "float32"))  # float32 under mixed precision too
     t = 1.0 - 2.0 * probability
     near_half = ops.abs(t) < CB_TAYLOR_RADIUS
     far = ops.where(near_half, ops.zeros_like(probability) + 0.25, probability)
@@ -183,7 +187,8 @@ def kl_divergence(z_mean, z_log_var):
     Closed form from Kingma & Welling (2014), Appendix B:
     -KL = 1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
     """
-    z_log_var = ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX)
+    z_mean = ops.cast(z_mean, "float32")  # float32 under mixed precision too, as the loss it enters
+    z_log_var = ops.clip(ops.cast(z_log_var, "float32"), LOG_VAR_MIN, LOG_VAR_MAX)
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
@@ -258,7 +263,10 @@ class VAE(keras.Model):
     def call(self, inputs, training=False):
         z_mean, z_log_var, z = self.encoder(inputs, training=training)
         reconstruction = self.decoder(z, training=training)
-        return {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var, "z": z}
+        outputs = {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var, "z": z}
+        # What `predict` hands the user is float32 under a mixed-precision policy too (a no-op otherwise):
+        # NumPy has no bfloat16, and matplotlib refuses the ml_dtypes arrays it would give.
+        return {name: ops.cast(value, "float32") for name, value in outputs.items()}
 
     def compile(self, *args, steps_per_execution: int | None = None, **kwargs):
         """Keras' `compile`; on TensorFlow `steps_per_execution` defaults to 32 instead of 1.
@@ -297,7 +305,7 @@ class VAE(keras.Model):
 
     def decode(self, z):
         """The decoder's mean image for latent codes `z` (see `distribution_mean`), as a tensor."""
-        return distribution_mean(self.reconstruction, self.decoder(z, training=False))
+        return ops.cast(distribution_mean(self.reconstruction, self.decoder(z, training=False)), "float32")
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         reconstruction_term = ops.mean(self.reconstruction_term(x, y_pred["reconstruction"]))
