@@ -27,6 +27,14 @@ that follow a PyTorch epoch took about twice as long), so `--separate-processes 
 times each trainer in its own fresh process instead, one process per trainer and round,
 the order alternating between rounds, and round r seeded with `--seed` + r.
 
+`--precision mixed_bfloat16` trains both sides in mixed precision: vaekit under Keras'
+policy (`keras.mixed_precision.set_global_policy("mixed_bfloat16")` before building; the
+weights stay float32, the layers compute in bfloat16, vaekit's losses are float32), the PyTorch
+peer with its forward passes under `torch.autocast(device, torch.bfloat16)` and its loss in
+float32, as PyTorch's AMP recipe does. "mixed_float16" is the same in float16 (PyTorch adds its
+`GradScaler`, Keras its `LossScaleOptimizer`). Several comma-separated precisions run one after
+the other, each model's lines labelled "conv/mixed_bfloat16" and so on (float32: "conv").
+
 On JAX, `--fit-on-device` adds "vaekit-device": the same vaekit model trained with
 `vaekit.training.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
 Without torch installed the script times vaekit alone and says so.
@@ -35,11 +43,13 @@ Without torch installed the script times vaekit alone and says so.
     python benchmarks/vs_pytorch.py --models fc --epochs 6     # full MNIST, FC only
     python benchmarks/vs_pytorch.py --separate-processes 2 --epochs 4 --loss-every-epoch
     KERAS_BACKEND=jax python benchmarks/vs_pytorch.py --fit-on-device --markdown table.md
+    python benchmarks/vs_pytorch.py --models conv --train-limit 10000 --precision float32,mixed_bfloat16
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -65,6 +75,7 @@ from train_speed import describe_device  # noqa: E402
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 MODELS = ("fc", "conv")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 WORKER_MARK = "WORKER RESULT "  # the line a --worker process prints its numbers on
 QUICK = {"epochs": 3, "train_limit": 6000, "test_limit": 1000}
 FULL = {"epochs": 6, "train_limit": 60_000, "test_limit": 10_000}
@@ -146,11 +157,15 @@ def torch_loss_per_image(recon_x, x, mu, logvar):
 class TorchPeer:
     """One PyTorch model, its Adam and its DataLoader; `train_epoch` is examples/vae's `train`."""
 
-    def __init__(self, model_name: str, x_train: np.ndarray, seed: int):
+    def __init__(self, model_name: str, x_train: np.ndarray, seed: int, precision: str = "float32"):
         import torch
 
         self.torch = torch
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # Mixed precision as PyTorch's AMP recipe has it: the forward pass under autocast, the loss in
+        # float32, and for float16 a GradScaler against gradients that underflow.
+        self.autocast_dtype = {"float32": None, "mixed_bfloat16": torch.bfloat16, "mixed_float16": torch.float16}[precision]
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "mixed_float16" else None
         torch.manual_seed(seed)
         self.model = torch_models()[model_name]().to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LEARNING_RATE)
@@ -166,12 +181,19 @@ class TorchPeer:
         for (data,) in self.loader:
             data = data.to(self.device)
             self.optimizer.zero_grad()
-            recon_batch, mu, logvar = self.model(data)
+            with self.autocast():
+                recon_batch, mu, logvar = self.model(data)
+            recon_batch, mu, logvar = recon_batch.float(), mu.float(), logvar.float()  # no-ops in float32
             loss = (F.binary_cross_entropy(recon_batch, data, reduction="sum")
                     - 0.5 * self.torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
-            loss.backward()
+            if self.scaler is None:
+                loss.backward()
+                self.optimizer.step()
+            else:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             train_loss += loss.item()
-            self.optimizer.step()
         return train_loss / len(self.loader.dataset)
 
     def test_loss(self, x_test: np.ndarray, seed: int, batch_size: int = 500) -> float:
@@ -187,24 +209,42 @@ class TorchPeer:
             self.model.eval()
             for start in range(0, len(images), batch_size):
                 data = images[start:start + batch_size].to(self.device)
-                recon, mu, logvar = self.model(data)
-                total += torch_loss_per_image(recon, data, mu, logvar).sum().item()
+                with self.autocast():
+                    recon, mu, logvar = self.model(data)
+                total += torch_loss_per_image(recon.float(), data, mu.float(), logvar.float()).sum().item()
         self.model.train()
         return total / len(images)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def autocast(self):
+        """`torch.autocast` to the peer's 16-bit dtype; nothing in float32."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return self.torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
 
 # --- vaekit, as in the README's quick start ---------------------------------------------
 
-def build_vaekit(model_name: str, seed: int, steps_per_execution: int | None = None) -> vaekit.VAE:
+def build_vaekit(model_name: str, seed: int, steps_per_execution: int | None = None,
+                 precision: str = "float32") -> vaekit.VAE:
+    """The model as a user builds it; under `precision`, the one-line Keras policy set before building."""
     keras.utils.set_random_seed(seed)
-    vae = vaekit.fc_vae(latent_dim=20, hidden_units=400) if model_name == "fc" else vaekit.conv_vae()
-    # vaekit's defaults for everything else; `steps_per_execution` only when asked for.
-    options = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
-    vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), **options)
+    keras.mixed_precision.set_global_policy(precision)
+    try:  # the layers keep the policy they were built under; compile adds loss scaling for mixed_float16
+        vae = vaekit.fc_vae(latent_dim=20, hidden_units=400) if model_name == "fc" else vaekit.conv_vae()
+        # vaekit's defaults for everything else; `steps_per_execution` only when asked for.
+        options = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
+        vae.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), **options)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     return vae
+
+
+def label(model_name: str, precision: str) -> str:
+    """How the printout names a model trained in `precision`: "conv", "conv/mixed_bfloat16"."""
+    return model_name if precision == "float32" else f"{model_name}/{precision}"
 
 
 class InterleavedEpochs(keras.callbacks.Callback):
@@ -273,6 +313,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="time each trainer in its own process instead of interleaving epochs in one: ROUNDS "
                              "rounds of one process per trainer, the order alternating, round r with seed SEED + r; "
                              "test losses are means over the rounds")
+    parser.add_argument("--precision", default="float32",
+                        help=f"comma-separated, from {', '.join(PRECISIONS)}: train both sides in each, one after "
+                             "the other (default float32)")
     parser.add_argument("--worker", choices=("vaekit", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--no-torch", action="store_true", help="time vaekit alone, without the PyTorch peers")
     parser.add_argument("--markdown", help="also append the results to this file as a Markdown table")
@@ -285,6 +328,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     unknown = sorted(set(args.models) - set(MODELS))
     if unknown or not args.models:
         parser.error(f"--models takes a comma-separated list from {', '.join(MODELS)}; got {unknown or 'none'}")
+    args.precisions = [name.strip() for name in args.precision.split(",") if name.strip()]
+    unknown = sorted(set(args.precisions) - set(PRECISIONS))
+    if unknown or not args.precisions:
+        parser.error(f"--precision takes a comma-separated list from {', '.join(PRECISIONS)}; "
+                     f"got {unknown or 'none'}")
+    args.precision = args.precisions[0]  # the one being run; main() moves it along the list
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch (compilation) is not timed")
     for name in ("train_limit", "test_limit", "threads", "steps_per_execution", "separate_processes"):
@@ -341,13 +390,13 @@ def versions(torch_available: bool) -> str:
 
 def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> dict[str, dict]:
     """Trains every implementation of one model, interleaved; returns name -> results."""
-    vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
+    vae = build_vaekit(model_name, args.seed, args.steps_per_execution, args.precision)
     others, finals = {}, {}
     epoch_losses = {"vaekit": (lambda: test_loss_vaekit(vae, x_test), [])}
     if args.fit_on_device:
         import jax
 
-        device_vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
+        device_vae = build_vaekit(model_name, args.seed, args.steps_per_execution, args.precision)
         device_x = jax.device_put(x_train)  # copied once, as a user calling it once per epoch would
         shuffle_seeds = itertools.count(args.seed)  # a new order each epoch, as fit's shuffle gives
         others["vaekit-device"] = lambda: vaekit.training.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
@@ -355,7 +404,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
         finals["vaekit-device"] = lambda: test_loss_vaekit(device_vae, x_test, args.seed)
         epoch_losses["vaekit-device"] = (lambda: test_loss_vaekit(device_vae, x_test), [])
     if use_torch:
-        peer = TorchPeer(model_name, x_train, args.seed)
+        peer = TorchPeer(model_name, x_train, args.seed, args.precision)
         others["pytorch"] = peer.train_epoch
         finals["pytorch"] = lambda: peer.test_loss(x_test, args.seed)
         epoch_losses["pytorch"] = (lambda: peer.test_loss(x_test, args.seed), [])
@@ -366,6 +415,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
                                          epoch_losses if args.loss_every_epoch else None)])
     finals["vaekit"] = lambda: test_loss_vaekit(vae, x_test, args.seed)
 
+    model_name = label(model_name, args.precision)  # from here on, the name printed
     print(f"{model_name}: {vae.count_params():,} parameters in vaekit (steps_per_execution {vae.steps_per_execution}"
           + (", asked for)" if args.steps_per_execution else ", vaekit's default)")
           + (f", {peer.parameter_count():,} in PyTorch" if use_torch else ""))
@@ -430,14 +480,14 @@ def train_alone(trainer: str, model_name: str, args, x_train, x_test) -> dict[st
     """One trainer, alone in this process (--separate-processes runs this in a child process)."""
     seconds, cpu_seconds, losses = [], [], []
     if trainer == "vaekit":
-        vae = build_vaekit(model_name, args.seed, args.steps_per_execution)
+        vae = build_vaekit(model_name, args.seed, args.steps_per_execution, args.precision)
         timing = InterleavedEpochs({}, {"vaekit": seconds}, {"vaekit": cpu_seconds},
                                    {"vaekit": (lambda: test_loss_vaekit(vae, x_test), losses)}
                                    if args.loss_every_epoch else None)
         vae.fit(x_train, epochs=args.epochs, batch_size=BATCH_SIZE, shuffle=True, verbose=0, callbacks=[timing])
         test_loss = test_loss_vaekit(vae, x_test, args.seed)
     else:
-        peer = TorchPeer(model_name, x_train, args.seed)
+        peer = TorchPeer(model_name, x_train, args.seed, args.precision)
         for _ in range(args.epochs):
             start, cpu_start = time.perf_counter(), time.process_time()
             peer.train_epoch()
@@ -465,7 +515,7 @@ def benchmark_model_in_processes(model_name: str, args, use_torch: bool) -> dict
     cpu_timed = {name: [] for name in trainers}
     runs = {name: [] for name in trainers}
     passed = ["--models", model_name, "--epochs", str(args.epochs), "--train-limit", str(args.train_limit),
-              "--test-limit", str(args.test_limit), "--threads", str(args.threads)]
+              "--test-limit", str(args.test_limit), "--threads", str(args.threads), "--precision", args.precision]
     passed += ["--data-dir", args.data_dir] if args.data_dir else []
     passed += ["--steps-per-execution", str(args.steps_per_execution)] if args.steps_per_execution else []
     passed += ["--loss-every-epoch"] if args.loss_every_epoch else []
@@ -478,7 +528,7 @@ def benchmark_model_in_processes(model_name: str, args, use_torch: bool) -> dict
             if child.returncode != 0 or line is None:
                 raise RuntimeError(f"the {trainer} process failed:\n{child.stderr[-3000:]}")
             run = json.loads(line[len(WORKER_MARK):])
-            print(f"{model_name} round {round_number + 1} {trainer} (seed {seed}): epochs " + " ".join(
+            print(f"{label(model_name, args.precision)} round {round_number + 1} {trainer} (seed {seed}): epochs " + " ".join(
                 f"{value:.3f}s" for value in run["seconds"]) + f" (the first not counted), "
                 f"test loss {run['test_loss']:.2f}")
             timed[trainer] += run["seconds"][1:]
@@ -486,7 +536,7 @@ def benchmark_model_in_processes(model_name: str, args, use_torch: bool) -> dict
             runs[trainer].append(run)
     test_losses = {name: statistics.mean(run["test_loss"] for run in runs[name]) for name in trainers}
     epoch_losses = {name: list(np.mean([run["epoch_losses"] for run in runs[name]], axis=0)) for name in trainers}
-    return summarise(model_name, args, timed, cpu_timed, test_losses, epoch_losses, use_torch,
+    return summarise(label(model_name, args.precision), args, timed, cpu_timed, test_losses, epoch_losses, use_torch,
                      counted=f"epochs 2-{args.epochs} of {args.separate_processes} processes")
 
 
@@ -523,16 +573,23 @@ def main(argv=None) -> dict[str, dict[str, dict]]:
         return {}
     header = (f"backend {keras.backend.backend()} on {describe_device()}; {versions(use_torch)}; {threads}; "
               f"{len(x_train)} train / {len(x_test)} test images, batch {BATCH_SIZE}, {args.epochs} epochs, "
-              f"seed {args.seed}")
+              f"seed {args.seed}" + ("" if args.precisions == ["float32"] else f"; precision {', '.join(args.precisions)}"))
     print(header)
     if not use_torch:
         print("PyTorch peers left out (" + ("--no-torch" if args.no_torch else "torch is not installed")
               + "): timing vaekit alone")
     if args.separate_processes:
         print(f"each trainer in its own process: {args.separate_processes} rounds, the order alternating")
-        all_results = {name: benchmark_model_in_processes(name, args, use_torch) for name in args.models}
-    else:
-        all_results = {name: benchmark_model(name, args, x_train, x_test, use_torch) for name in args.models}
+    all_results = {}
+    for precision in args.precisions:
+        args.precision = precision
+        if precision != "float32":
+            print(f"{precision}: vaekit under keras.mixed_precision.set_global_policy({precision!r})"
+                  + (f", PyTorch under torch.autocast with {precision.split('_')[1]}" if use_torch else ""))
+        for name in args.models:
+            all_results[label(name, precision)] = (
+                benchmark_model_in_processes(name, args, use_torch) if args.separate_processes
+                else benchmark_model(name, args, x_train, x_test, use_torch))
     if args.markdown:
         with open(args.markdown, "a") as file:
             file.write(markdown_table(all_results, header) + "\n")

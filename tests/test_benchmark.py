@@ -115,6 +115,32 @@ def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_pa
     assert len(rows) == 4, table.read_text()
 
 
+def test_vs_pytorch_times_both_sides_in_each_precision_asked_for(tmp_path):
+    pytest.importorskip("torch")
+    write_small_mnist(tmp_path)
+    table = tmp_path / "table.md"
+    run = run_vs_pytorch("--models", "fc", "--train-limit", "128", "--test-limit", "64", "--epochs", "2", "--threads", "1",
+                         "--precision", "float32,mixed_bfloat16", "--data-dir", str(tmp_path), "--markdown", str(table))
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "precision float32, mixed_bfloat16" in out
+    assert "PyTorch under torch.autocast with bfloat16" in out
+    losses = {}
+    for label in ("fc", "fc/mixed_bfloat16"):
+        for name in ("vaekit", "pytorch"):
+            match = re.search(rf"^{re.escape(label)} {name}: ([\d.]+) s/epoch \(median of epochs 2-2, range [\d.]+-[\d.]+\), "
+                              r"test loss ([\d.]+) nats/image", out, re.MULTILINE)
+            assert match, out
+            seconds, losses[label, name] = map(float, match.groups())
+            assert seconds > 0 and 0 < losses[label, name] < 2000
+        assert re.search(rf"^{re.escape(label)} ratio vaekit/pytorch: [\d.]+", out, re.MULTILINE), out
+    for name in ("vaekit", "pytorch"):  # the same seed and data: bfloat16 moves the loss, but not far
+        assert losses["fc/mixed_bfloat16", name] == pytest.approx(losses["fc", name], rel=0.1)
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| fc")]
+    assert [row.split(" | ")[0:2] for row in rows] == [["| fc", "vaekit"], ["| fc", "pytorch"],
+                                                        ["| fc/mixed_bfloat16", "vaekit"], ["| fc/mixed_bfloat16", "pytorch"]]
+
+
 @pytest.fixture(scope="module")
 def vs_pytorch():
     return load_script(VS_PYTORCH)
@@ -122,7 +148,8 @@ def vs_pytorch():
 
 @pytest.mark.parametrize("args, message", [(["--models", "fc,resnet"], "--models"), (["--epochs", "1"], "at least 2"),
                                            (["--threads", "0"], "--threads"),
-                                           (["--separate-processes", "0"], "--separate-processes")])
+                                           (["--separate-processes", "0"], "--separate-processes"),
+                                           (["--precision", "float32,float8"], "--precision")])
 def test_vs_pytorch_refuses_bad_arguments_naming_them(vs_pytorch, capsys, args, message):
     with pytest.raises(SystemExit):
         vs_pytorch.parse_args(args)

@@ -104,7 +104,8 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     x = checks.images("x", x)
     threshold = checks.non_negative_float("threshold", threshold)
     batch_size = checks.positive_int("batch_size", batch_size)
-    z_mean = vae.encoder.predict(x, batch_size=batch_size, verbose=0)[0]
+    # float64: under mixed precision the encoder gives bfloat16 or float16 arrays, too coarse for a variance.
+    z_mean = np.asarray(vae.encoder.predict(x, batch_size=batch_size, verbose=0)[0], dtype=np.float64)
     return int(np.sum(np.var(z_mean, axis=0) > threshold))
 
 
@@ -136,7 +137,10 @@ def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
     `z_log_var` (n, d). Returns (n, k). The log-variance is clipped as in `Sampling`,
     so the density is that of the distribution the samples came from.
     """
-    log_px_given_z, z, z_mean, z_log_var = (ops.convert_to_tensor(a) for a in (log_px_given_z, z, z_mean, z_log_var))
+    # In float32 whatever the model's dtype: under mixed precision z and the encoder's outputs are
+    # 16-bit, and log-weights of several hundred nats would keep only two or three digits there.
+    log_px_given_z, z, z_mean, z_log_var = (ops.cast(ops.convert_to_tensor(a), "float32")
+                                            for a in (log_px_given_z, z, z_mean, z_log_var))
     z_mean = ops.expand_dims(z_mean, 1)
     z_log_var = ops.expand_dims(ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX), 1)
     log_prior = log_normal_diag(z, ops.zeros_like(z), ops.zeros_like(z))

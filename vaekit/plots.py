@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import keras
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
-import keras
 import numpy as np
 
 from vaekit import _io, evaluate
@@ -152,11 +152,10 @@ def decode(model, z, batch_size: int = 256) -> np.ndarray:
     """
     z = np.asarray(z, dtype=np.float32)
     if isinstance(model, VAE):
-        batches = [keras.ops.convert_to_numpy(model.decode(z[start:start + batch_size]))
-                   for start in range(0, len(z), batch_size)]
-        return np.concatenate(batches).astype(np.float32)
+        return np.concatenate([_float32(model.decode(z[start:start + batch_size]))
+                               for start in range(0, len(z), batch_size)])
     if hasattr(model, "predict") and hasattr(model, "input_shape"):  # a decoder, or anything that decodes like one
-        return np.asarray(model.predict(z, batch_size=batch_size, verbose=0), dtype=np.float32)
+        return _float32(model.predict(z, batch_size=batch_size, verbose=0))
     raise TypeError(f"`model` must be a vaekit.VAE or its decoder (a keras.Model), got {type(model).__name__}.")
 
 
@@ -241,7 +240,7 @@ def interpolate(encode, model, x_start, x_end, steps: int = 10) -> np.ndarray:
     `encode` maps a batch of images to codes (for a VAE, the latent means); `model`
     is a `vaekit.VAE` or a decoder (see `decode`).
     """
-    codes = np.asarray(encode(np.stack([x_start, x_end])))
+    codes = _float32(encode(np.stack([x_start, x_end])))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
@@ -270,8 +269,17 @@ def latent_traversal(model, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.
     return np.asarray(images).reshape(len(dims), len(values), *np.shape(images)[1:])
 
 
+def _float32(values) -> np.ndarray:
+    """A NumPy float32 array of `values` (an array or backend tensor).
+
+    Under a mixed-precision policy decoders give float16 or bfloat16: `ops.convert_to_numpy`
+    reads a PyTorch bfloat16 tensor (NumPy cannot), and float32 is what matplotlib accepts.
+    """
+    return np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float32)
+
+
 def _as_images(images) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
+    images = _float32(images)
     if images.ndim == 2:  # flat vectors: square grayscale images
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:

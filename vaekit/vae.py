@@ -42,7 +42,8 @@ class Sampling(keras.layers.Layer):
     def call(self, inputs):
         z_mean, z_log_var = inputs
         z_log_var = ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX)
-        epsilon = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        # In z's dtype (float16/bfloat16 under mixed precision): float32 noise would not multiply with z.
+        epsilon = keras.random.normal(ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def compute_output_shape(self, input_shape):
@@ -78,8 +79,9 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
         raise ValueError(f"`kind` must be one of {list(RECONSTRUCTION_LOSSES)}, got {kind!r}.")
     # One row of pixels per image before any per-pixel arithmetic: the same numbers, but XLA on a
     # CPU (JAX) runs elementwise ops on (n, 28, 28, 1) tensors several times slower than on (n, 784).
-    x = ops.reshape(x, (ops.shape(x)[0], -1))
-    reconstruction = ops.reshape(reconstruction, (ops.shape(reconstruction)[0], -1))
+    # float32 whatever the decoder's dtype: in bfloat16 a sum over 784 pixels would be off by a nat or more.
+    x = ops.cast(ops.reshape(x, (ops.shape(x)[0], -1)), "float32")
+    reconstruction = ops.cast(ops.reshape(reconstruction, (ops.shape(reconstruction)[0], -1)), "float32")
     if kind == "bce":
         per_pixel = ops.binary_crossentropy(x, reconstruction)
     elif kind == "mse":
@@ -89,7 +91,7 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
     else:
         if log_var is None:
             raise ValueError('reconstruction_loss(kind="gaussian") needs `log_var`, the decoder\'s log-variance.')
-        log_var = ops.clip(ops.convert_to_tensor(log_var, dtype=reconstruction.dtype), LOG_VAR_MIN, LOG_VAR_MAX)
+        log_var = ops.clip(ops.cast(ops.convert_to_tensor(log_var), "float32"), LOG_VAR_MIN, LOG_VAR_MAX)
         if len(log_var.shape):  # one per pixel: laid out like the image rows
             log_var = ops.reshape(log_var, (-1,))
         per_pixel = 0.5 * (LOG_2PI + log_var + ops.square(x - reconstruction) * ops.exp(-log_var))
@@ -97,12 +99,12 @@ def reconstruction_loss(x, reconstruction, kind: str = "bce", log_var=None):
 
 
 def _split_at_half(probability):
-    """(t = 1 - 2 lambda, |t| < CB_TAYLOR_RADIUS, lambda or 0.25 there), lambda clipped as in BCE.
+    """(t = 1 - 2 lambda, |t| < CB_TAYLOR_RADIUS, lambda or 0.25 there), lambda in float32, clipped as in BCE.
 
     Near 1/2 the closed forms divide two numbers that both go to 0, so they are evaluated
     at 0.25 there: where() picks values, but a NaN in the unused branch poisons the gradient.
     """
-    probability = ops.clip(probability, keras.config.epsilon(), 1.0 - keras.config.epsilon())
+    probability = ops.clip(ops.cast(probability, "float32"), keras.config.epsilon(), 1.0 - keras.config.epsilon())
     t = 1.0 - 2.0 * probability
     near_half = ops.abs(t) < CB_TAYLOR_RADIUS
     return t, near_half, ops.where(near_half, ops.zeros_like(probability) + 0.25, probability)
@@ -149,7 +151,8 @@ def kl_divergence(z_mean, z_log_var):
     Closed form from Kingma & Welling (2014), Appendix B:
     -KL = 1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
     """
-    z_log_var = ops.clip(z_log_var, LOG_VAR_MIN, LOG_VAR_MAX)
+    z_mean = ops.cast(z_mean, "float32")  # float32 under mixed precision too, as the loss it enters
+    z_log_var = ops.clip(ops.cast(z_log_var, "float32"), LOG_VAR_MIN, LOG_VAR_MAX)
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
@@ -228,13 +231,14 @@ class VAE(keras.Model):
     def call(self, inputs, training=False):
         z_mean, z_log_var, z = self.encoder(inputs, training=training)
         reconstruction = self.decoder(z, training=training)
-        return {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var, "z": z}
+        outputs = {"reconstruction": reconstruction, "z_mean": z_mean, "z_log_var": z_log_var, "z": z}
+        # float32 under mixed precision too (a no-op otherwise): NumPy has no bfloat16, matplotlib no ml_dtypes.
+        return {name: ops.cast(value, "float32") for name, value in outputs.items()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         reconstruction_term = ops.mean(self.reconstruction_term(x, y_pred["reconstruction"]))
         kl_term = ops.mean(kl_divergence(y_pred["z_mean"], y_pred["z_log_var"]))
-        # Weighted by the batch's size, as Keras weighs its `loss`, so that over an epoch with a
-        # short last batch the logged loss still equals reconstruction + beta * KL.
+        # Weighted by batch size, as Keras weighs `loss`: with a short last batch, loss = recon + beta * KL still.
         batch_size = ops.shape(x)[0]
         self.reconstruction_loss_tracker.update_state(reconstruction_term, sample_weight=batch_size)
         self.kl_loss_tracker.update_state(kl_term, sample_weight=batch_size)
@@ -254,7 +258,7 @@ class VAE(keras.Model):
 
     def decode(self, z):
         """The decoder's mean image for latent codes `z` (see `distribution_mean`), as a tensor."""
-        return distribution_mean(self.reconstruction, self.decoder(z, training=False))
+        return ops.cast(distribution_mean(self.reconstruction, self.decoder(z, training=False)), "float32")
 
     def get_config(self):
         parts = {name: keras.saving.serialize_keras_object(getattr(self, name)) for name in ("encoder", "decoder")}

@@ -1,0 +1,46 @@
+"""scripts/precision_check.py trains under a mixed-precision policy and tables the result beside float32's."""
+
+import importlib.util
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from tiny import ROOT
+
+
+@pytest.fixture(scope="module")
+def precision_check():
+    spec = importlib.util.spec_from_file_location("precision_check", ROOT / "scripts" / "precision_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_tables_the_mixed_run_beside_the_committed_float32_runs(precision_check, real_data_dir, monkeypatch):
+    monkeypatch.setenv("VAEKIT_QUICK", "1")  # --quick sets it too; monkeypatch takes it away afterwards
+    from vaekit import experiments
+
+    figures = experiments.output_dir("figures")
+    for stale in figures.glob("precision_check*"):  # the script keeps this script's rows of a previous table
+        stale.unlink()
+    try:
+        table = precision_check.main(["--quick", "--runs", "05_VAE_d16"])
+    finally:
+        assert keras.mixed_precision.global_policy().name == "float32"  # the script puts the policy back
+    reference = table[table["precision"] == "float32"].loc["05_VAE_d16"]
+    # The seven committed float32 runs of the d = 16 configuration, read from their tables.
+    committed = pd.read_csv(ROOT / "figures" / "05_ablation_results.csv", index_col=0).loc["VAE d=16, β=1"]
+    assert len(reference) == 7 and committed["recon_nats"] in set(reference["recon_nats"])
+    assert reference["recon_nats"].max() - reference["recon_nats"].min() == pytest.approx(1.50, abs=0.01)
+    mixed = table[table["precision"] == "mixed_bfloat16"].loc["05_VAE_d16"]
+    assert mixed["seed"] == 42 and mixed["epochs"] == 1 and mixed["source"] == "this script"
+    assert mixed["neg_elbo_nats"] == pytest.approx(mixed["recon_nats"] + mixed["kl_nats"], rel=1e-5)
+    # The same weights evaluated by a float32 model: 16-bit arithmetic moves the test loss by well under 1 %.
+    assert mixed["neg_elbo_nats_f32_eval"] == pytest.approx(mixed["neg_elbo_nats"], rel=0.01)
+    assert np.isfinite(mixed["seconds_per_epoch"]) and mixed["seconds_per_epoch"] > 0
+    summary = pd.read_csv(figures / "precision_check_summary.csv")
+    assert list(zip(summary["run"], summary["precision"], summary["runs"])) == [  # both float32 references, always
+        ("03_conv_vae", "float32", 1), ("05_VAE_d16", "float32", 7), ("05_VAE_d16", "mixed_bfloat16", 1)]
+    assert "mixed_bfloat16" in (figures / "precision_check.md").read_text()
