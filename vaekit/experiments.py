@@ -283,7 +283,8 @@ def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list]:
     except Exception as error:  # zip, zlib, EOF, JSON, missing keys: every way a cut or altered file fails
         if path != previous and previous.exists():
             way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again: the run then resumes "
-                       f"from {previous.name}, the state one epoch earlier, kept for this.")
+                       f"from {previous.name}, the state one epoch earlier, kept for this (or move the whole "
+                       "folder aside to train the run from epoch 1).")
         else:
             way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again to train this run "
                        "from epoch 1, or put back a good copy if you keep one.")
