@@ -19,9 +19,12 @@ so a builder's source (`inspect.getsource(vaekit.conv_vae)`) stays the plain fun
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from vaekit import _checks
+from vaekit.autoencoder import Autoencoder
 from vaekit.vae import RECONSTRUCTION_LOSSES, VAE, Sampling, _is_functional
 
 
@@ -260,10 +263,23 @@ def _check_fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruct
                 **_vae_options(latent_dim, seed, beta, reconstruction))
 
 
-conv_autoencoder = _checks.checked(conv_autoencoder, _check_conv_autoencoder)
+def _checking_data(builder, value_range):
+    """`builder` whose plain Keras model comes back as an `Autoencoder` (the same layers), which checks its
+    data in `fit`, `evaluate` and `predict`; `value_range` is its output layer's: sigmoid (0, 1), tanh (-1, 1)."""
+
+    @functools.wraps(builder)
+    def build(*args, **kwargs):
+        return Autoencoder.from_model(builder(*args, **kwargs), value_range)
+
+    return build
+
+
+conv_autoencoder = _checks.checked(_checking_data(conv_autoencoder, (0.0, 1.0)), _check_conv_autoencoder)
 conv_vae = _checks.checked(conv_vae, _check_conv_vae)
-deterministic_autoencoder = _checks.checked(deterministic_autoencoder, _check_deterministic_autoencoder)
-fc_autoencoder = _checks.checked(fc_autoencoder, _check_dense_autoencoder)
-fcn_autoencoder = _checks.checked(fcn_autoencoder, _check_dense_autoencoder)
-strided_conv_autoencoder = _checks.checked(strided_conv_autoencoder, _check_strided_conv_autoencoder)
+deterministic_autoencoder = _checks.checked(_checking_data(deterministic_autoencoder, (0.0, 1.0)),
+                                            _check_deterministic_autoencoder)
+fc_autoencoder = _checks.checked(_checking_data(fc_autoencoder, (0.0, 1.0)), _check_dense_autoencoder)
+fcn_autoencoder = _checks.checked(_checking_data(fcn_autoencoder, (-1.0, 1.0)), _check_dense_autoencoder)
+strided_conv_autoencoder = _checks.checked(_checking_data(strided_conv_autoencoder, (-1.0, 1.0)),
+                                           _check_strided_conv_autoencoder)
 fc_vae = _checks.checked(fc_vae, _check_fc_vae)

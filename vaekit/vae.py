@@ -434,7 +434,11 @@ def check_images(x, name: str = "x", image_shape=None, value_range=(0.0, 1.0), f
         finite = not is_float or bool(ops.convert_to_numpy(ops.all(ops.isfinite(x))))
     if floats_only and not is_float:
         fix = "x.astype(\"float32\") / 255" if high > 1 else "x.astype(\"float32\")"
-        raise TypeError(f"`{name}` has dtype {dtype}; the model trains on floats in [0, 1]: use `{fix}`.")
+        low_end, high_end = value_range if value_range is not None else (0.0, 1.0)
+        if (low_end, high_end) == (-1.0, 1.0) and high > 1:  # a tanh model's range
+            fix = "x.astype(\"float32\") / 127.5 - 1"
+        raise TypeError(f"`{name}` has dtype {dtype}; the model trains on floats in [{low_end:g}, {high_end:g}]: "
+                        f"use `{fix}`.")
     if not finite:
         count = int(np.sum(~np.isfinite(ops.convert_to_numpy(x))))
         raise ValueError(f"`{name}` contains NaN or infinite values ({count} of {math.prod(shape)}); "
@@ -450,6 +454,8 @@ def _shape_matches(shape, expected) -> bool:
 
 
 def _range_hint(low, high, value_range) -> str:
+    if tuple(value_range) == (-1.0, 1.0) and high > 1.5:  # a tanh model's range
+        return " Scale 0-255 pixel values with `x / 127.5 - 1`."
     if tuple(value_range) != (0.0, 1.0):
         return ""
     if high > 1.5:
