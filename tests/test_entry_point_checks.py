@@ -294,3 +294,28 @@ def test_a_checkpoint_that_cannot_be_written_names_it_and_keeps_the_last_one(tmp
         experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=2, verbose=0)
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
     assert not (tmp_path / "run" / "run.lock").exists()  # released on the way out
+
+
+# --- Plots take the same checks ----------------------------------------------------------------------
+
+def test_latent_scatter_refuses_labels_that_do_not_match_the_codes():
+    from vaekit import plots
+
+    z = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(ValueError, match="`labels` has 9 labels but there are 10 images"):
+        plots.plot_latent_scatter(z, np.arange(9) % 10)
+    with pytest.raises(TypeError, match="`labels` must hold integer class labels"):
+        plots.plot_latent_scatter(z, np.linspace(0, 1, 10))
+
+
+@pytest.mark.parametrize("draw", ["grid", "reconstructions"])
+def test_image_plots_refuse_nan_images_instead_of_drawing_blanks(draw):
+    from vaekit import plots
+
+    images = tiny_images((8, 8, 1))
+    images[1, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`images` contains NaN or infinite values \(1 of 256\)"):
+        if draw == "grid":
+            plots.plot_image_grid(images)
+        else:
+            plots.plot_reconstructions(tiny_images((8, 8, 1)), images)

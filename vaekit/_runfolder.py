@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import sys
@@ -54,6 +55,7 @@ def damaged(path: Path, error: BaseException, way_out: str) -> DamagedRunFileErr
                                f"it was cut short, emptied or altered after it was written. {way_out}")
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 # Keys of a layer's config that do not change what the model computes or which weights fit it.
 _IGNORED_KEYS = frozenset({"seed"})
 
@@ -82,7 +84,9 @@ def model_record(model) -> dict | None:
             return {key: rename(item) for key, item in value.items() if key not in _IGNORED_KEYS}
         if isinstance(value, list):
             return [rename(item) for item in value]
-        return names.get(value, value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return _ADDRESS.sub("", names.get(value, value))  # repr()s of objects differ by address only
 
     collect(config)
     for fixed in ("encoder", "decoder"):  # names vaekit gives itself: kept, they are part of the contract

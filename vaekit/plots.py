@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from vaekit import _io, evaluate
+from vaekit import _checks, _io, evaluate
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
@@ -95,8 +95,10 @@ def project_2d(z) -> tuple[np.ndarray, str]:
 
 
 def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None):
-    """Latent codes coloured by label; PCA projection when d > 2."""
+    """Latent codes coloured by label (integer classes, one per code); PCA projection when d > 2."""
     coords, axis_name = project_2d(z)
+    if labels is not None:
+        labels = _checks.labels("labels", labels, len(coords))
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
     ax = ax or fig.add_subplot()
     points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7,
@@ -256,7 +258,8 @@ def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, 
 
 
 def _as_images(images) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
+    # Numeric, non-empty and finite (a NaN pixel would be drawn as a blank, not reported).
+    images = _checks.images("images", images, value_range=None).astype(np.float32)
     if images.ndim == 2:  # flat vectors: square grayscale images
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:
