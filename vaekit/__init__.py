@@ -10,7 +10,7 @@ live in their own modules, all imported with the package: `import vaekit` then
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import callbacks, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit import autoencoder, callbacks, data, evaluate, experiments, export, models, plots, training, vae
 from vaekit.models import (
     conv_autoencoder,
     conv_vae,
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE",
     "Sampling",
+    "autoencoder",
     "callbacks",
     "conv_autoencoder",
     "conv_vae",
