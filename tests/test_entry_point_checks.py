@@ -319,3 +319,14 @@ def test_image_plots_refuse_nan_images_instead_of_drawing_blanks(draw):
             plots.plot_image_grid(images)
         else:
             plots.plot_reconstructions(tiny_images((8, 8, 1)), images)
+
+
+def test_fit_resumable_refuses_an_autoencoders_bad_data_before_writing_anything(tmp_path):
+    model = tiny_model("conv_autoencoder")
+    model.compile(optimizer="adam", loss="mse")
+    x = tiny_images((8, 8, 1)) * 255
+    with pytest.raises(ValueError, match="`x` values must lie in"):
+        experiments.fit_resumable(model, x, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"`y` must hold images of shape \(8, 8, 1\)"):
+        experiments.fit_resumable(model, x / 255, x[:, :4] / 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []

@@ -50,31 +50,43 @@ class Autoencoder(keras.Model):
         model.value_range = None if value_range is None else tuple(value_range)
         return model
 
-    def check_data(self, x, y=None, validation_data=None):
-        """Check inputs, targets and validation data as `fit` does; returns them, ready to pass on."""
+    def check_data(self, x, validation_data=None):
+        """Check inputs and validation data as `fit` does; returns (x, validation_data), ready to pass on.
+
+        The same contract as `VAE.check_data`, so `fit_resumable` and `fit_on_device` check an
+        autoencoder's data before anything is written or compiled; `check_targets` checks `y`.
+        """
         input_shape = tuple(self.input_shape[1:])
-        output_shape = tuple(self.output_shape[1:])
         checked_x = check_batches(x, "x", input_shape, self.value_range)
-        if y is not None and y is not x:  # fit(x, x), the usual call, is checked once
-            y = check_batches(y, "y", output_shape, self.value_range)
         if isinstance(validation_data, (tuple, list)) and validation_data:
             x_val = check_batches(validation_data[0], "validation_data[0]", input_shape, self.value_range)
             rest = list(validation_data[1:])
-            if rest and rest[0] is not None and rest[0] is not validation_data[0]:
-                rest[0] = check_batches(rest[0], "validation_data[1]", output_shape, self.value_range)
+            if rest and rest[0] is not validation_data[0]:  # (x_val, x_val), the usual form, is checked once
+                rest[0] = self.check_targets(rest[0], "validation_data[1]")
             validation_data = (x_val, *rest)
         elif validation_data is not None:  # a dataset or generator
             validation_data = check_batches(validation_data, "validation_data", input_shape, self.value_range)
-        return checked_x, y, validation_data
+        return checked_x, validation_data
+
+    def check_targets(self, y, name: str = "y"):
+        """Check reconstruction targets: images of the output's shape in the model's range; None passes."""
+        if y is None:
+            return None
+        return check_batches(y, name, tuple(self.output_shape[1:]), self.value_range)
+
+    def _checked_arguments(self, arguments: dict, with_validation: bool) -> None:
+        x, y = arguments.get("x"), arguments.get("y")
+        checked_x, validation_data = self.check_data(x, arguments.get("validation_data") if with_validation else None)
+        arguments["x"] = checked_x
+        # fit(x, x), the usual call, is checked once (and a generator, re-made by the check, is passed on once).
+        arguments["y"] = checked_x if y is x and y is not None else self.check_targets(y)
+        if with_validation:
+            arguments["validation_data"] = validation_data
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, after checking `x`, `y` and `validation_data` (see `check_data`)."""
         bound = inspect.signature(super().fit).bind(*args, **kwargs)
-        arguments = bound.arguments
-        same = arguments.get("y") is arguments.get("x")
-        arguments["x"], y, arguments["validation_data"] = self.check_data(
-            arguments.get("x"), arguments.get("y"), arguments.get("validation_data"))
-        arguments["y"] = arguments["x"] if same else y  # a generator checked on its first batch is a new object
+        self._checked_arguments(bound.arguments, with_validation=True)
         self._data_checked = True  # fit's own validation calls `evaluate`: checked already
         try:
             return super().fit(*bound.args, **bound.kwargs)
@@ -85,14 +97,11 @@ class Autoencoder(keras.Model):
         """`keras.Model.evaluate`, after checking `x` and `y` as `fit` does."""
         bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
         if not getattr(self, "_data_checked", False):
-            arguments = bound.arguments
-            same = arguments.get("y") is arguments.get("x")
-            arguments["x"], y, _ = self.check_data(arguments.get("x"), arguments.get("y"))
-            arguments["y"] = arguments["x"] if same else y
+            self._checked_arguments(bound.arguments, with_validation=False)
         return super().evaluate(*bound.args, **bound.kwargs)
 
     def predict(self, *args, **kwargs):
         """`keras.Model.predict`, after checking `x` as `fit` does."""
         bound = inspect.signature(super().predict).bind(*args, **kwargs)
-        bound.arguments["x"], _, _ = self.check_data(bound.arguments.get("x"))
+        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
         return super().predict(*bound.args, **bound.kwargs)

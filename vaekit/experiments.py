@@ -150,8 +150,11 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     epochs = _checks.positive_int("epochs", epochs)
     if "initial_epoch" in fit_kwargs:
         raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
-    if hasattr(model, "check_data"):  # a vaekit.VAE: refuse bad data before any file is written
+    if hasattr(model, "check_data"):  # a vaekit.VAE or Autoencoder: refuse bad data before any file is written
+        same_targets = y is x  # fit(x, x): the targets are the inputs, checked once
         x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
+        if hasattr(model, "check_targets"):  # an Autoencoder's y
+            y = x if same_targets else model.check_targets(y)
         if validation_data is not None:
             fit_kwargs["validation_data"] = validation_data
     if run_dir is None:

@@ -84,6 +84,8 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
     if hasattr(model, "check_data"):  # a vaekit.VAE: the checks its `fit` runs
         x, validation_data = model.check_data(data[0], validation_data)
         data = (x, *data[1:])
+        if len(data) > 1 and data[1] is not data[0] and hasattr(model, "check_targets"):  # a vaekit Autoencoder's y
+            data = (x, model.check_targets(data[1]), *data[2:])
     return _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callbacks or [], verbose, seed)
 
 
