@@ -330,3 +330,34 @@ def test_fit_resumable_refuses_an_autoencoders_bad_data_before_writing_anything(
     with pytest.raises(ValueError, match=r"`y` must hold images of shape \(8, 8, 1\)"):
         experiments.fit_resumable(model, x / 255, x[:, :4] / 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
     assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []
+
+
+def test_vae_predict_checks_its_images_as_fit_does():
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
+    with pytest.raises(ValueError, match=r"`x` values must lie in \[0.0, 1.0\].*Divide 0-255"):
+        vae.predict(tiny_images((4, 4, 1)) * 255, verbose=0)
+    with pytest.raises(ValueError, match=r"`x` must hold images of shape \(4, 4, 1\)"):
+        vae.predict(tiny_images((8, 8, 1)), verbose=0)
+    assert vae.predict(tiny_images((4, 4, 1)), verbose=0)["reconstruction"].shape == (4, 4, 4, 1)
+
+
+def test_interpolate_refuses_two_images_of_different_shapes_or_with_nan():
+    from vaekit import plots
+
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
+    encode = lambda x: vae.encoder.predict(x, verbose=0)[0]  # noqa: E731
+    a = tiny_images((4, 4, 1), n=1)[0]
+    with pytest.raises(ValueError, match=r"`x_start` and `x_end` must be two images of one shape"):
+        plots.interpolate(encode, vae.decoder, a, a[:2])
+    with pytest.raises(ValueError, match="contains NaN"):
+        plots.interpolate(encode, vae.decoder, a, np.full_like(a, np.nan))
+
+
+@pytest.mark.parametrize("damage", ["emptied", "cut mid-header", "binary"])
+def test_a_damaged_prediction_csv_is_named_when_read(tmp_path, damage):
+    path = tmp_path / "prediction.csv"
+    export.write_prediction_csv(path, tiny_images((4, 4, 1)), tiny_images((4, 4, 1)))
+    text = path.read_bytes()
+    path.write_bytes({"emptied": b"", "cut mid-header": text[:30], "binary": bytes(range(256)) * 4}[damage])
+    with pytest.raises(ValueError, match=str(path)):
+        export.read_prediction_csv(path)

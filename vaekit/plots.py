@@ -212,7 +212,11 @@ def interpolate(encode, decoder, x_start, x_end, steps: int = 10) -> np.ndarray:
 
     `encode` maps a batch of images to codes (for a VAE, the latent means).
     """
-    codes = np.asarray(encode(np.stack([x_start, x_end])))
+    if np.shape(x_start) != np.shape(x_end):
+        raise ValueError(f"`x_start` and `x_end` must be two images of one shape, got {np.shape(x_start)} "
+                         f"and {np.shape(x_end)}.")
+    pair = _checks.images("x_start, x_end", np.stack([np.asarray(x_start), np.asarray(x_end)]), value_range=None)
+    codes = np.asarray(encode(pair))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])

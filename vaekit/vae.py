@@ -339,6 +339,12 @@ class VAE(keras.Model):
             bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
         return super().evaluate(*bound.args, **bound.kwargs)
 
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`, after checking `x` as `fit` does."""
+        bound = inspect.signature(super().predict).bind(*args, **kwargs)
+        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
+        return super().predict(*bound.args, **bound.kwargs)
+
     def check_data(self, x, validation_data=None):
         """Check training data as `fit` does (see `check_images`); returns (x, validation_data)."""
         image_shape = tuple(self.encoder.input_shape[1:]) if _is_functional(self.encoder) else None
