@@ -263,3 +263,65 @@ def test_the_same_process_cannot_open_a_folder_twice(tmp_path):
     with _runfolder.RunLock(tmp_path):  # released on exit
         assert json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())["pid"] == os.getpid()
     assert not (tmp_path / _runfolder.LOCK_NAME).exists()
+
+
+# --- Races on a stale lock ------------------------------------------------------------------------
+
+def test_a_stale_lock_found_by_two_processes_is_removed_once(tmp_path):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    write_lock(tmp_path, pid=ended.pid)
+    stale = json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())
+    first = _runfolder.RunLock(tmp_path)
+    first.acquire()  # removed the stale lock and wrote its own
+    _runfolder.RunLock(tmp_path)._remove_stale(stale)  # the second, late, with the record it read before
+    assert json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())["token"] == first.token
+    first.release()
+
+
+def test_a_lock_file_being_created_is_not_taken_for_stale(tmp_path):
+    (tmp_path / _runfolder.LOCK_NAME).touch()  # created a moment ago, its record not yet written
+    _runfolder.RunLock(tmp_path)._remove_stale(None)
+    assert (tmp_path / _runfolder.LOCK_NAME).exists()
+    with pytest.raises(experiments.RunFolderBusyError, match="moments ago"):
+        _runfolder.RunLock(tmp_path).acquire()
+
+
+RACER = textwrap.dedent("""
+    import importlib.util, os, sys, time
+    spec = importlib.util.spec_from_file_location("runfolder", sys.argv[1])
+    runfolder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runfolder)
+    lock = runfolder.RunLock(sys.argv[2])
+    print("READY", flush=True)
+    while not os.path.exists(sys.argv[3]):
+        time.sleep(0.0005)
+    try:
+        lock.acquire()
+    except runfolder.RunFolderBusyError:
+        print("REFUSED", flush=True)
+    else:
+        time.sleep(2.0)
+        lock.release()
+        print("HELD", flush=True)
+""")
+
+
+def test_eight_processes_on_a_stale_lock_exactly_one_takes_it(tmp_path):
+    """The lock module alone (no Keras), so that eight processes start in seconds and meet within a millisecond."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    write_lock(tmp_path / "run", pid=ended.pid)
+    module = ROOT / "vaekit" / "_runfolder.py"
+    racers = [subprocess.Popen([sys.executable, "-c", RACER, str(module), str(tmp_path / "run"), str(tmp_path / "go")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    for racer in racers:
+        wait_for_line(racer, "READY", timeout=60)
+    (tmp_path / "go").touch()
+    outcomes = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=60)
+        assert racer.returncode == 0, err[-2000:]
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["HELD"] + ["REFUSED"] * 7
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == []

@@ -97,9 +97,12 @@ def model_record(model) -> dict | None:
 def model_differences(saved, given, where: str = "", limit: int = 6) -> list[str]:
     """Where two `model_record`s differ, as "path: saved X, given Y" lines (keys only one has are skipped:
     a newer Keras may add options with their defaults)."""
+    if isinstance(saved, (dict, list)) != isinstance(given, (dict, list)) or (
+            isinstance(saved, dict) != isinstance(given, dict)):
+        return []  # one value written in two formats (a Keras upgrade changed how it saves it): not comparable
     if isinstance(saved, dict) and isinstance(given, dict):
         found = []
-        for key in saved.keys() & given.keys():
+        for key in [key for key in saved if key in given]:  # in the saved order, so messages read the same each time
             found += model_differences(saved[key], given[key], f"{where}.{key}" if where else str(key), limit)
         return found[:limit]
     if isinstance(saved, list) and isinstance(given, list):
@@ -223,7 +226,12 @@ class RunLock:
             time.sleep(0.01)
             return
         try:
-            if _read_record(self.path) == stale or (stale is None and _read_record(self.path) is None):
+            current = _read_record(self.path)
+            if stale is None:  # never written: still so, and still old (not a lock created a moment ago)
+                with contextlib.suppress(FileNotFoundError):
+                    if current is None and time.time() - self.path.stat().st_mtime > _UNWRITTEN_LOCK_AGE_S:
+                        self.path.unlink()
+            elif current == stale:
                 self.path.unlink(missing_ok=True)
         finally:
             os.close(descriptor)

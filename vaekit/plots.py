@@ -262,6 +262,8 @@ def plot_latent_traversals(decoder, z, dims: Sequence[int], values=(-3.0, -2.0, 
 
 
 def _as_images(images) -> np.ndarray:
+    if getattr(images, "dtype", None) == bool:  # masks and binarised images draw as 0 and 1
+        images = np.asarray(images, dtype=np.float32)
     # Numeric, non-empty and finite (a NaN pixel would be drawn as a blank, not reported).
     images = _checks.images("images", images, value_range=None).astype(np.float32)
     if images.ndim == 2:  # flat vectors: square grayscale images
