@@ -361,3 +361,44 @@ def test_a_damaged_prediction_csv_is_named_when_read(tmp_path, damage):
     path.write_bytes({"emptied": b"", "cut mid-header": text[:30], "binary": bytes(range(256)) * 4}[damage])
     with pytest.raises(ValueError, match=str(path)):
         export.read_prediction_csv(path)
+
+
+BACKEND_SCRIPT = textwrap.dedent("""
+    import sys
+    import keras, numpy as np
+    import vaekit
+    from vaekit import experiments
+
+    folder = sys.argv[1]
+    x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
+    model = vaekit.conv_autoencoder(input_shape=(8, 8, 1), filters=4)
+    model.compile(optimizer="adam", loss="mse")
+    history = experiments.fit_resumable(model, x, x, run_dir=folder + "/run", epochs=2, batch_size=8, verbose=0)
+    try:
+        model.fit(x * 255, x * 255, epochs=1, verbose=0)
+    except ValueError as error:
+        print("REFUSED", str(error).split(".")[0])
+    model.save(folder + "/model.keras")
+    loaded = keras.saving.load_model(folder + "/model.keras")
+    print("LOADED", type(loaded).__name__, loaded.value_range,
+          float(np.abs(loaded.predict(x, verbose=0) - model.predict(x, verbose=0)).max()))
+    wider = vaekit.conv_autoencoder(input_shape=(8, 8, 1), filters=6)
+    wider.compile(optimizer="adam", loss="mse")
+    try:
+        experiments.fit_resumable(wider, x, x, run_dir=folder + "/run", epochs=3, verbose=0)
+    except ValueError as error:
+        print("OTHER MODEL", "another model" in str(error))
+    print("EPOCHS", len(history["loss"]))
+""")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_checked_autoencoders_and_run_folders_work_on_other_backends(backend, tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout
+    assert "REFUSED `x` values must lie in [0" in lines and "EPOCHS 2" in lines and "OTHER MODEL True" in lines
+    loaded = next(line for line in lines.splitlines() if line.startswith("LOADED")).split()
+    assert loaded[1:4] == ["Autoencoder", "(0.0,", "1.0)"] and float(loaded[4]) < 1e-5
