@@ -181,3 +181,19 @@ def test_a_plain_keras_autoencoder_folder_refuses_another_activation_whose_weigh
     experiments.fit_resumable(autoencoder("relu"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
     with pytest.raises(ValueError, match="activation: saved 'relu', given 'tanh'"):
         experiments.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)
+
+
+def test_an_unnamed_plain_keras_model_built_again_resumes(tmp_path):
+    """Keras names unnamed models "functional", "functional_1"...: the name is no part of the record."""
+    def autoencoder():
+        inputs = keras.Input((4, 4, 1))
+        outputs = keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(16, activation="sigmoid")(
+            keras.layers.Flatten()(inputs)))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    first, second = autoencoder(), autoencoder()
+    assert first.name != second.name
+    experiments.fit_resumable(first, X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    assert len(experiments.fit_resumable(second, X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)["loss"]) == 2

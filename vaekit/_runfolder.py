@@ -66,6 +66,8 @@ def model_record(model) -> dict | None:
         config = json.loads(json.dumps(model.get_config(), default=repr))
     except Exception:  # a subclassed model without get_config: nothing to compare
         return None
+    if isinstance(config, dict):
+        config.pop("name", None)  # the model's own name: Keras numbers unnamed ones ("functional_3"); not its shape
     names: dict[str, str] = {}
 
     def collect(value):
