@@ -56,8 +56,9 @@ def damaged(path: Path, error: BaseException, way_out: str) -> DamagedRunFileErr
 
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-# Keys of a layer's config that do not change what the model computes or which weights fit it.
-_IGNORED_KEYS = frozenset({"seed"})
+# Keys of a layer's config that do not change what the model computes or which weights fit it: seeds, and
+# where Keras keeps a class (moved between Keras versions; the class name itself is compared).
+_IGNORED_KEYS = frozenset({"seed", "module", "registered_name"})
 
 
 def model_record(model) -> dict | None:
