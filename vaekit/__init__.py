@@ -7,6 +7,7 @@ Where things are:
 * `vaekit.models`: one builder per architecture, plain Keras functions.
 * `vaekit.training`: how vaekit trains: `VAE` with its data checks and NaN stop,
   `fit_resumable` (runs that survive a stop), `fit_on_device` (a JAX fast path).
+* `vaekit.autoencoder`: `Autoencoder`, the checked model vaekit's autoencoder builders return.
 * `vaekit.checks`: the argument and data checks; `data`, `evaluate`, `plots`,
   `export`, `experiments` (a notebook's plumbing) do what their names say.
 
@@ -14,26 +15,30 @@ All are imported with the package: `import vaekit` then `vaekit.data.load_mnist(
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import checks, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit import autoencoder, checks, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit.autoencoder import checking_data
 from vaekit.training import VAE
 from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
 
 # The builders as vaekit exports them: `vaekit.models`' plain functions, each called with
 # its arguments checked first (`vaekit.checks.builder_arguments`), so that a wrong size
-# is named before anything is built. A copied builder leaves that to Keras.
-conv_autoencoder = checks.checked(models.conv_autoencoder)
+# is named before anything is built; an autoencoder comes back as an `Autoencoder`
+# (the same layers), whose `fit`, `evaluate` and `predict` check the data in the range of
+# its output layer (sigmoid: [0, 1], tanh: [-1, 1]). A copied builder leaves all that to Keras.
+conv_autoencoder = checks.checked(checking_data(models.conv_autoencoder, (0.0, 1.0)))
 conv_vae = checks.checked(models.conv_vae)
-deterministic_autoencoder = checks.checked(models.deterministic_autoencoder)
-fc_autoencoder = checks.checked(models.fc_autoencoder)
+deterministic_autoencoder = checks.checked(checking_data(models.deterministic_autoencoder, (0.0, 1.0)))
+fc_autoencoder = checks.checked(checking_data(models.fc_autoencoder, (0.0, 1.0)))
 fc_vae = checks.checked(models.fc_vae)
-fcn_autoencoder = checks.checked(models.fcn_autoencoder)
-strided_conv_autoencoder = checks.checked(models.strided_conv_autoencoder)
+fcn_autoencoder = checks.checked(checking_data(models.fcn_autoencoder, (-1.0, 1.0)))
+strided_conv_autoencoder = checks.checked(checking_data(models.strided_conv_autoencoder, (-1.0, 1.0)))
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
     "Sampling",
+    "autoencoder",
     "checks",
     "conv_autoencoder",
     "conv_vae",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Iterator
@@ -20,18 +21,42 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file is in the same folder (so the final `os.replace` is atomic) and
     keeps the suffix (some writers choose the format from it). If the block fails, it
-    is deleted and `path` is left as it was.
+    is deleted and `path` is left as it was. An `OSError` (a missing folder, a full disk)
+    names `path` and its folder, never the temporary name the user did not choose.
     """
     path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: the folder {path.parent} does not exist; "
+                                "create it first (`os.makedirs(folder, exist_ok=True)`) or pass another path",
+                                str(path))
     temporary = path.with_name(f".{path.stem}{TEMPORARY_MARK}{secrets.token_hex(4)}{path.suffix}")
     try:
         yield temporary
         with open(temporary, "rb+") as written:  # on disk before the rename, not only in a cache
             os.fsync(written.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _naming(error, path) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` as the same kind of OSError, its message naming `path` and what to do, not the temporary file."""
+    reason = error.strerror or str(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = (f"; {path} is left as it was. Free space on the disk holding {path.parent} "
+                  "(or write elsewhere) and run again")
+    elif error.errno == errno.ENOENT:
+        advice = f"; was the folder {path.parent} deleted or moved while writing?"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = f"; the folder {path.parent} cannot be written to here"
+    else:
+        advice = f"; {path} is left as it was"
+    named = OSError(error.errno, f"cannot write {path}: {reason}{advice}", str(path))
+    return named  # OSError(errno, ...) picks the subclass: FileNotFoundError, PermissionError...
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

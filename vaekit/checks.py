@@ -131,7 +131,11 @@ def images(name: str, x, value_range: tuple[float, float] | None = (0.0, 1.0), s
         finite = not is_float or bool(ops.convert_to_numpy(ops.all(ops.isfinite(x))))
     if floats_only and not is_float:
         fix = "x.astype(\"float32\") / 255" if high > 1 else "x.astype(\"float32\")"
-        raise TypeError(f"`{name}` has dtype {dtype}; the model trains on floats in [0, 1]: use `{fix}`.")
+        low_end, high_end = value_range if value_range is not None else (0.0, 1.0)
+        if (low_end, high_end) == (-1.0, 1.0) and high > 1:  # a tanh model's range
+            fix = "x.astype(\"float32\") / 127.5 - 1"
+        raise TypeError(f"`{name}` has dtype {dtype}; the model trains on floats in [{low_end:g}, {high_end:g}]: "
+                        f"use `{fix}`.")
     if not finite:
         count = int(np.sum(~np.isfinite(ops.convert_to_numpy(x))))
         raise ValueError(f"`{name}` contains NaN or infinite values ({count} of {math.prod(batch_shape)}); "
@@ -147,6 +151,8 @@ def _shape_matches(shape, expected) -> bool:
 
 
 def _range_hint(low, high, value_range) -> str:
+    if tuple(value_range) == (-1.0, 1.0) and high > 1.5:  # a tanh model's range
+        return " Scale 0-255 pixel values with `x / 127.5 - 1`."
     if tuple(value_range) != (0.0, 1.0):
         return ""
     if high > 1.5:
@@ -211,6 +217,56 @@ def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.
     if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(f"`{name}` must lie in 0..{num_classes - 1}, got [{y.min()}, {y.max()}].")
     return y
+
+
+def scores(name: str, values) -> np.ndarray:
+    """Check per-example scores (e.g. anomaly scores): a non-empty real 1-D array, (n,) or (n, 1), all finite; as float64."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"`{name}` must be a 1-D array of numbers, one per example, got {type(values).__name__}.")
+    values = np.asarray(values)
+    if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold real numbers (one score per example), got dtype {values.dtype}.")
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), one score per example, got {values.shape}. "
+                         "Per-image errors come from averaging over the pixels, e.g. `((x - r) ** 2).mean(axis=(1, 2, 3))`.")
+    if values.size == 0:
+        raise ValueError(f"`{name}` is empty; it needs one score per example.")
+    values = values.astype(np.float64)
+    bad = int(np.sum(~np.isfinite(values)))
+    if bad:
+        raise ValueError(f"`{name}` contains NaN or infinite values ({bad} of {values.size}); every score must be finite.")
+    return values
+
+
+def binary_labels(name: str, y, num_items: int, meaning: str = "1/True = anomaly, 0/False = normal") -> np.ndarray:
+    """Check two-class labels, one per item: booleans, or numbers that are all 0 or 1; as a bool array.
+
+    Class labels (digits 0-9) are refused with the fix, since reading every non-zero label
+    as True would silently give another number than the one asked for.
+    """
+    if isinstance(y, (str, bytes)) or y is None:
+        raise TypeError(f"`{name}` must be an array of 0/1 or True/False labels ({meaning}), got {type(y).__name__}.")
+    y = np.asarray(y)
+    if y.dtype != bool and not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold 0/1 or True/False labels ({meaning}), got dtype {y.dtype}.")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), got {y.shape}.")
+    if len(y) != num_items:
+        raise ValueError(f"`{name}` has {len(y)} labels for {num_items} scores: they must have the same length, "
+                         "one label per score.")
+    if y.dtype != bool:
+        found = np.unique(y[~np.isnan(y)] if np.issubdtype(y.dtype, np.floating) else y)
+        if np.issubdtype(y.dtype, np.floating) and np.isnan(y).any():
+            raise ValueError(f"`{name}` contains NaN; every label must be 0 or 1 ({meaning}).")
+        if not np.all(np.isin(found, (0, 1))):
+            shown = ", ".join(f"{v:g}" for v in found[:10]) + (", ..." if len(found) > 10 else "")
+            raise ValueError(f"`{name}` must be binary ({meaning}), got {len(found)} distinct values: {shown}. "
+                             "For class labels, mark which are anomalies, e.g. `labels != normal_class`.")
+    return y.astype(bool)
 
 
 def checked(builder: Callable) -> Callable:

@@ -23,7 +23,8 @@ import numpy as np
 from keras import ops
 
 from vaekit import checks
-from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence
+from vaekit.training import PIXEL_RANGE
+from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, is_functional, kl_divergence
 
 
 def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> bool:
@@ -48,6 +49,15 @@ def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> b
     return True
 
 
+def _vae_images(vae, x) -> np.ndarray:
+    """`x` checked for `vae` as `VAE.fit` checks it: the encoder's image shape, the loss's pixel range."""
+    if not isinstance(vae, VAE):
+        raise TypeError(f"`vae` must be a vaekit.VAE (from conv_vae, fc_vae or VAE(encoder, decoder)), "
+                        f"got {type(vae).__name__}.")
+    shape = tuple(vae.encoder.input_shape[1:]) if is_functional(vae.encoder) else None
+    return checks.images("x", x, value_range=PIXEL_RANGE, shape=shape)
+
+
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
     """Per-image reconstruction loss, KL and their sum (the negative ELBO at beta=1).
 
@@ -66,7 +76,7 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
 
 
 def _elbo_terms(vae, x, batch_size, seed):
-    x = checks.images("x", x)
+    x = _vae_images(vae, x)
     batch_size = checks.positive_int("batch_size", batch_size)
     seed = checks.optional_seed("seed", seed)
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of elbo / elbo_terms
@@ -101,7 +111,7 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     copies the prior for every image: it costs no KL and carries no information,
     which is why a larger `latent_dim` can leave the ELBO where it was.
     """
-    x = checks.images("x", x)
+    x = _vae_images(vae, x)
     threshold = checks.non_negative_float("threshold", threshold)
     batch_size = checks.positive_int("batch_size", batch_size)
     # float64: under mixed precision the encoder gives bfloat16 or float16 arrays, too coarse for a variance.
@@ -170,7 +180,7 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
 
 
 def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed):
-    x = checks.images("x", x).astype(keras.backend.floatx())
+    x = _vae_images(vae, x).astype(keras.backend.floatx())
     k = checks.positive_int("k", k)
     batch_size = min(checks.positive_int("batch_size", batch_size), len(x))
     chunk_size = checks.positive_int("chunk_size", chunk_size)
@@ -227,10 +237,16 @@ def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
     """Test reconstruction error on scales that compare across models.
 
     Per-pixel BCE and MSE (means over pixels and images) and BCE summed over the
-    pixels of an image (nats per image, the VAE's reconstruction term).
+    pixels of an image (nats per image, the VAE's reconstruction term). Both arguments
+    are image batches of one shape with values in [0, 1] (BCE is defined there only),
+    checked as `VAE.fit` checks its data; [-1, 1] images (tanh models) map with `(x + 1) / 2`.
     """
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    r = np.clip(np.asarray(reconstruction, dtype=np.float64).reshape(len(x), -1), 1e-7, 1 - 1e-7)
+    x = checks.images("x", x)
+    reconstruction = checks.images("reconstruction", reconstruction)
+    if x.shape != reconstruction.shape:
+        raise ValueError(f"`x` and `reconstruction` must have the same shape, got {x.shape} and {reconstruction.shape}.")
+    x = x.astype(np.float64).reshape(len(x), -1)
+    r = np.clip(reconstruction.astype(np.float64).reshape(len(x), -1), 1e-7, 1 - 1e-7)
     bce = -(x * np.log(r) + (1 - x) * np.log(1 - r))
     return {
         "bce_per_pixel": float(bce.mean()),
@@ -242,17 +258,14 @@ def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
 def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
     """False- and true-positive rates of "score above threshold means anomaly", every threshold.
 
-    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error) and
-    `is_anomaly` the true labels (1/True = anomaly). Thresholds run over the distinct scores
+    `scores` are anomaly scores (higher = more anomalous, e.g. reconstruction error), one
+    per example, and `is_anomaly` the true labels (1/True = anomaly, 0/False = normal; class
+    labels such as digits are refused: pass `labels != normal_class`). Thresholds run over the distinct scores
     from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
     both starting at 0 and ending at 1. NumPy only.
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
-    if scores.shape != is_anomaly.shape:
-        raise ValueError(f"`scores` and `is_anomaly` must have the same length, got {scores.shape} and {is_anomaly.shape}.")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("`scores` must be finite.")
+    scores = checks.scores("scores", scores)
+    is_anomaly = checks.binary_labels("is_anomaly", is_anomaly, len(scores))
     positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("ROC needs at least one anomaly and one normal example.")
@@ -298,8 +311,8 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
 
     roc_curve(scores, is_anomaly)  # the same checks, the same errors
     resamples = checks.positive_int("resamples", resamples)
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    is_anomaly = np.asarray(is_anomaly).astype(bool).ravel()
+    scores = checks.scores("scores", scores)
+    is_anomaly = checks.binary_labels("is_anomaly", is_anomaly, len(scores))
     anomalous, normal = scores[is_anomaly], scores[~is_anomaly]
     rng = np.random.default_rng(seed)
     aucs = np.empty(resamples)

@@ -100,7 +100,11 @@ def _format_rows(row_ids: np.ndarray, values: np.ndarray, decimals: int) -> byte
 
 def read_prediction_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a `prediction.csv` back as (originals, reconstructions), each (n, num_pixels) float32."""
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable prediction.csv: it is empty, cut short or not text "
+                         f"({type(error).__name__}: {error}); write it again with write_prediction_csv.") from error
     if frame.columns[0] != "row_id" or len(frame.columns) % 2 != 1:
         raise ValueError(f"{path} is not a prediction.csv: first column must be row_id, then pixel pairs.")
     num_pixels = (len(frame.columns) - 1) // 2

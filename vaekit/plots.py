@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from vaekit import _io, evaluate
+from vaekit import _io, checks, evaluate
 from vaekit.vae import VAE
 
 
@@ -98,8 +98,11 @@ def project_2d(z) -> tuple[np.ndarray, str]:
 
 def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None,
                         label_name: str = "label"):
-    """Latent codes coloured by label (the colour bar is titled `label_name`); PCA projection when d > 2."""
+    """Latent codes coloured by label (integer classes, one per code; the colour bar is titled
+    `label_name`); PCA projection when d > 2."""
     coords, axis_name = project_2d(z)
+    if labels is not None:
+        labels = checks.labels("labels", labels, len(coords))
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
     ax = ax or fig.add_subplot()
     points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7,
@@ -240,7 +243,11 @@ def interpolate(encode, model, x_start, x_end, steps: int = 10) -> np.ndarray:
     `encode` maps a batch of images to codes (for a VAE, the latent means); `model`
     is a `vaekit.VAE` or a decoder (see `decode`).
     """
-    codes = _float32(encode(np.stack([x_start, x_end])))
+    if np.shape(x_start) != np.shape(x_end):
+        raise ValueError(f"`x_start` and `x_end` must be two images of one shape, got {np.shape(x_start)} "
+                         f"and {np.shape(x_end)}.")
+    pair = checks.images("x_start, x_end", np.stack([np.asarray(x_start), np.asarray(x_end)]), value_range=None)
+    codes = _float32(encode(pair))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
@@ -279,7 +286,10 @@ def _float32(values) -> np.ndarray:
 
 
 def _as_images(images) -> np.ndarray:
-    images = _float32(images)
+    if getattr(images, "dtype", None) == bool:  # masks and binarised images draw as 0 and 1
+        images = np.asarray(images, dtype=np.float32)
+    # Numeric, non-empty and finite (a NaN pixel would be drawn as a blank, not reported).
+    images = _float32(checks.images("images", images, value_range=None))
     if images.ndim == 2:  # flat vectors: square grayscale images
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from vaekit import _io, checks, vae
+from vaekit import _io, _runfolder, checks, vae
+from vaekit._runfolder import DamagedRunFileError, RunFolderBusyError  # noqa: F401  (raised from here)
 
 # The pixel values the model trains on: every reconstruction kind's decoder ends in a
 # sigmoid, so data outside [0, 1] is a mistake (0-255 pixels, [-1, 1] images).
@@ -110,6 +111,12 @@ class VAE(vae.VAE):
         if not getattr(self, "_data_checked", False):
             bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
         return super().evaluate(*bound.args, **bound.kwargs)
+
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`, after checking `x` as `fit` does."""
+        bound = inspect.signature(super().predict).bind(*args, **kwargs)
+        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
+        return super().predict(*bound.args, **bound.kwargs)
 
     def check_data(self, x, validation_data=None):
         """Check training data as `fit` does (see `vaekit.checks.images`); returns (x, validation_data)."""
@@ -219,6 +226,15 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     the weights. A resumed run matches an uninterrupted one in distribution, not bit
     for bit: the shuffling order and the sampling noise start again from their seeds.
 
+    A folder takes one writer at a time: while a call trains in it, a second call (another
+    kernel, a script) raises `RunFolderBusyError` naming the folder and the process that
+    holds it; the lock of a process that was killed is taken over. The checkpoint records
+    the model's own config, so a different model (another beta, another size) is refused
+    even where `config` does not tell them apart. A damaged file raises
+    `DamagedRunFileError` naming it and the way out. The checkpoint of the epoch before is
+    kept as `checkpoint.previous.npz`: with `checkpoint.npz` moved aside, the run resumes
+    from it.
+
     Args:
         model: a compiled, built Keras model.
         x, y: training data, as for `fit`; a `vaekit.VAE` checks them first
@@ -238,29 +254,33 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     epochs = checks.positive_int("epochs", epochs)
     if "initial_epoch" in fit_kwargs:
         raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
-    if hasattr(model, "check_data"):  # a vaekit.VAE: refuse bad data before any file is written
+    if hasattr(model, "check_data"):  # a vaekit.VAE or Autoencoder: refuse bad data before any file is written
+        same_targets = y is x  # fit(x, x): the targets are the inputs, checked once
         x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
+        if hasattr(model, "check_targets"):  # an Autoencoder's y
+            y = x if same_targets else model.check_targets(y)
         if validation_data is not None:
             fit_kwargs["validation_data"] = validation_data
     if run_dir is None:
         return model.fit(x, y, epochs=epochs, **fit_kwargs).history
     run_dir = _run_folder(run_dir)
-    _check_run_config(run_dir / "config.json", config)
-    checkpoint = RunCheckpoint(run_dir)
-    done = checkpoint.restore(model)
-    if done > epochs:
-        raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
-                         f"pass epochs >= {done} or another run_dir.")
-    if done == epochs:
-        last = " - ".join(f"{name}: {values[-1]:.4f}" for name, values in checkpoint.history().items())
-        print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from "
-              f"{_io.shown(run_dir)}\n  epoch {epochs}: {last}")
+    with _runfolder.RunLock(run_dir) as lock:  # one writer per folder; released on any exit, Ctrl-C included
+        _check_run_config(run_dir / "config.json", config)
+        checkpoint = RunCheckpoint(run_dir, lock=lock)
+        done = checkpoint.restore(model)
+        if done > epochs:
+            raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
+                             f"pass epochs >= {done} or another run_dir.")
+        if done == epochs:
+            last = " - ".join(f"{name}: {values[-1]:.4f}" for name, values in checkpoint.history().items())
+            print(f"{run_dir.name}: all {epochs} epochs were trained earlier; loading the weights from "
+                  f"{_io.shown(run_dir)}\n  epoch {epochs}: {last}")
+            return checkpoint.history()
+        if done:
+            print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_io.shown(run_dir)}")
+        callbacks = [*(fit_kwargs.pop("callbacks", None) or []), checkpoint]
+        model.fit(x, y, epochs=epochs, initial_epoch=done, callbacks=callbacks, **fit_kwargs)
         return checkpoint.history()
-    if done:
-        print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_io.shown(run_dir)}")
-    callbacks = [*(fit_kwargs.pop("callbacks", None) or []), checkpoint]
-    model.fit(x, y, epochs=epochs, initial_epoch=done, callbacks=callbacks, **fit_kwargs)
-    return checkpoint.history()
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -271,25 +291,40 @@ class RunCheckpoint(keras.callbacks.Callback):
     holds the state after the last finished epoch, whole. `history.csv` (one row per
     finished epoch, for reading by eye or pandas) is rewritten from that record after
     each save and on every restore, so it never lists an epoch twice or misses one.
-    An epoch whose loss is not finite is not saved.
+    An epoch whose loss is not finite is not saved. The checkpoint it replaces is kept
+    as `checkpoint.previous.npz`, the way back if the newer one is ever damaged.
+    With a `lock` (`fit_resumable`'s), each save first checks that the folder is still this
+    process's, so a run whose lock was taken from it never overwrites the new holder's files.
     """
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, lock: _runfolder.RunLock | None = None):
         super().__init__()
         self.path = Path(run_dir) / "checkpoint.npz"
+        self.previous = Path(run_dir) / "checkpoint.previous.npz"
         self.history_csv = Path(run_dir) / "history.csv"
+        self.lock = lock
         self.rows: list[dict[str, float]] = []  # one per finished epoch
+        self._model_record = None
 
     def restore(self, model: keras.Model) -> int:
         """Load the saved state into `model`; returns the number of finished epochs (0 if none)."""
-        for leftover in self.path.parent.glob(f".*{_io.TEMPORARY_MARK}*"):  # from a kill mid-save
-            leftover.unlink(missing_ok=True)
-        if not self.path.exists():
+        # Only this folder's own files' leftovers (from a kill mid-save), never anything else
+        # that happens to carry the mark; under `fit_resumable`'s lock no other writer is mid-save.
+        for name in (self.path, self.history_csv, self.path.with_name("config.json")):
+            for leftover in self.path.parent.glob(f".{name.stem}{_io.TEMPORARY_MARK}*{name.suffix}"):
+                leftover.unlink(missing_ok=True)
+        path = self.path
+        if not path.exists() and self.previous.exists():  # moved aside, or a kill between the two renames of a save
+            path = self.previous
+        if not path.exists():
             return 0
-        with np.load(self.path, allow_pickle=False) as saved:
-            record = json.loads(str(saved["record"]))
-            weights = [saved[f"weight_{i}"] for i in range(record["weights"])]
-            optimizer_values = [saved[f"optimizer_{i}"] for i in range(record["optimizer_variables"])]
+        record, weights, optimizer_values = _read_checkpoint(path, self.previous)
+        saved_model, given_model = record.get("model"), _runfolder.model_record(model)
+        differences = _runfolder.model_differences(saved_model, given_model) if saved_model and given_model else []
+        if differences:
+            raise ValueError(f"{path.parent} holds a run of another model than the one given:\n  "
+                             + "\n  ".join(differences) + "\nPass another `run_dir` for this model, or move "
+                             "the folder aside (or delete it) to train this model there from epoch 1.")
         try:
             model.set_weights(weights)
             if optimizer_values:
@@ -305,6 +340,8 @@ class RunCheckpoint(keras.callbacks.Callback):
                              "changed without changing `config`? Pass another `run_dir`.") from error
         self.rows = record["rows"]
         self._write_history_csv()
+        if path == self.previous:
+            print(f"{self.path} is missing: resuming from {self.previous.name}, the state after epoch {len(self.rows)}")
         return len(self.rows)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -316,9 +353,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         optimizer_variables = optimizer.variables if optimizer is not None else []
         arrays = {f"weight_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.weights)}
         arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)})
-        record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables)}
+        if self._model_record is None:
+            self._model_record = _runfolder.model_record(self.model)
+        record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables),
+                  "model": self._model_record}
+        if self.lock is not None:
+            self.lock.check()
         with _io.replacing(self.path) as temporary:
             np.savez(temporary, record=np.array(json.dumps(record)), **arrays)
+            if self.path.exists():  # the last good state stays one rename away
+                os.replace(self.path, self.previous)
         self._write_history_csv()
 
     def history(self) -> dict[str, list[float]]:
@@ -333,6 +377,28 @@ class RunCheckpoint(keras.callbacks.Callback):
             frame.to_csv(temporary, index=False)
 
 
+def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list]:
+    """The record, weights and optimizer values in checkpoint `path`; `DamagedRunFileError` if it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            record = json.loads(str(saved["record"]))
+            weights = [saved[f"weight_{i}"] for i in range(record["weights"])]
+            optimizer_values = [saved[f"optimizer_{i}"] for i in range(record["optimizer_variables"])]
+            rows = record["rows"]
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ValueError("its record of finished epochs is not a list of epochs")
+    except Exception as error:  # zip, zlib, EOF, JSON, missing keys: every way a cut or altered file fails
+        if path != previous and previous.exists():
+            way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again: the run then resumes "
+                       f"from {previous.name}, the state one epoch earlier, kept for this (or move the whole "
+                       "folder aside to train the run from epoch 1).")
+        else:
+            way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again to train this run "
+                       "from epoch 1, or put back a good copy if you keep one.")
+        raise _runfolder.damaged(path, error, way_out) from error
+    return record, weights, optimizer_values
+
+
 def _run_folder(run_dir: str | os.PathLike) -> Path:
     return _io.make_folder(Path(run_dir), f"`run_dir` {_io.shown(Path(run_dir))}", "pass the path of a folder")
 
@@ -340,7 +406,11 @@ def _run_folder(run_dir: str | os.PathLike) -> Path:
 def _check_run_config(path: Path, config: Mapping | None) -> None:
     config = json.loads(json.dumps(dict(config or {})))  # as it reads back: tuples become lists
     if path.exists():
-        saved = json.loads(path.read_text())
+        try:
+            saved = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise _runfolder.damaged(path, error, f"It should hold this run's `config`; delete it and run again to "
+                                     f"write it anew from the config given ({config}), if that is the run's.") from error
         if saved != config:
             raise ValueError(f"{path.parent} holds a run with another config:\n  saved {saved}\n  given {config}\n"
                              "Pass another `run_dir`, or delete the folder to start that run again.")
@@ -402,6 +472,8 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
     if hasattr(model, "check_data"):  # a vaekit.VAE: the checks its `fit` runs
         x, validation_data = model.check_data(data[0], validation_data)
         data = (x, *data[1:])
+        if len(data) > 1 and data[1] is not data[0] and hasattr(model, "check_targets"):  # a vaekit Autoencoder's y
+            data = (x, model.check_targets(data[1]), *data[2:])
     return _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callbacks or [], verbose, seed)
 
 

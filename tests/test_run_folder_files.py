@@ -1,0 +1,200 @@
+"""Run folders whose files are damaged, or that were made by another model.
+
+A damaged file must raise an error that names it and says what to do, never the
+reader's own error and never a silent fresh start; a folder made by another model
+must be refused before its weights are loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+import vaekit
+from vaekit import experiments, training
+
+X = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
+
+
+def tiny_vae(beta=1.0, hidden_units=8, latent_dim=2, seed=1):
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=latent_dim, hidden_units=hidden_units, seed=seed, beta=beta)
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return vae
+
+
+def train(run_dir, epochs=2, **kwargs):
+    keras.utils.set_random_seed(0)
+    vae = tiny_vae(**kwargs)
+    return vae, experiments.fit_resumable(vae, X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A run of two epochs: its folder (copy it before damaging anything) and its history."""
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    _, history = train(run_dir)
+    return run_dir, history
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    run_dir, history = finished_run
+    shutil.copytree(run_dir, tmp_path / "run")
+    return tmp_path / "run", history
+
+
+def resume(run_dir, epochs=2, **kwargs):
+    return experiments.fit_resumable(tiny_vae(**kwargs), X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
+
+
+def test_the_previous_epochs_state_is_kept_beside_the_checkpoint(run_copy):
+    run_dir, _ = run_copy
+    with np.load(run_dir / "checkpoint.previous.npz") as previous:
+        assert len(json.loads(str(previous["record"]))["rows"]) == 1
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.npz", "checkpoint.previous.npz", "config.json",
+                                                         "history.csv"]
+
+
+@pytest.mark.parametrize("damage", ["cut short", "emptied", "cut to its first bytes"])
+def test_a_cut_checkpoint_is_named_with_the_way_back_to_the_previous_epoch(run_copy, damage):
+    run_dir, history = run_copy
+    checkpoint = run_dir / "checkpoint.npz"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes({"cut short": data[:len(data) // 2], "emptied": b"",
+                            "cut to its first bytes": data[:40]}[damage])
+    with pytest.raises(training.DamagedRunFileError) as error:
+        resume(run_dir)
+    message = str(error.value)
+    assert str(checkpoint) in message and "damaged" in message
+    assert "Move it aside" in message and "checkpoint.previous.npz" in message and "one epoch earlier" in message
+    assert checkpoint.read_bytes() != data  # nothing was overwritten or restarted behind the user's back
+    # The way out works: with the damaged file moved aside the run resumes from the epoch before.
+    checkpoint.rename(run_dir / "checkpoint.npz.damaged")
+    resumed = resume(run_dir)
+    assert len(resumed["loss"]) == 2
+    assert resumed["loss"][0] == pytest.approx(history["loss"][0])
+
+
+def test_a_damaged_checkpoint_without_an_earlier_state_says_the_run_starts_over_if_moved_aside(run_copy):
+    run_dir, _ = run_copy
+    (run_dir / "checkpoint.previous.npz").unlink()
+    (run_dir / "checkpoint.npz").write_bytes(b"")
+    with pytest.raises(training.DamagedRunFileError, match="from epoch 1, or put back a good copy"):
+        resume(run_dir)
+
+
+def test_a_damaged_previous_checkpoint_alone_is_named_too(run_copy):
+    run_dir, _ = run_copy
+    (run_dir / "checkpoint.npz").unlink()
+    previous = run_dir / "checkpoint.previous.npz"
+    previous.write_bytes(previous.read_bytes()[:100])
+    with pytest.raises(training.DamagedRunFileError, match=f"{previous}.*from epoch 1"):
+        resume(run_dir)
+
+
+def test_every_single_flipped_byte_is_refused_or_changes_nothing(run_copy):
+    """A byte changed anywhere in the checkpoint: the CRC-32 of every array and of the record,
+    and zip's own headers, catch it; where no check covers a byte (padding), the state read is
+    the same as before. Never a wrong state, never a reader's bare traceback."""
+    run_dir, history = run_copy
+    checkpoint = run_dir / "checkpoint.npz"
+    data = checkpoint.read_bytes()
+    keras.utils.set_random_seed(3)
+    reference = tiny_vae()
+    resume_weights = None
+    refused = 0
+    positions = sorted({*np.random.default_rng(0).integers(0, len(data), 60).tolist(), 0, 5, 30, len(data) - 1,
+                        len(data) - 10, len(data) - 30})
+    for position in positions:
+        flipped = bytearray(data)
+        flipped[position] ^= 0x10
+        checkpoint.write_bytes(bytes(flipped))
+        vae = tiny_vae()
+        try:
+            got = experiments.fit_resumable(vae, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
+        except training.DamagedRunFileError as error:
+            assert str(checkpoint) in str(error), position
+            refused += 1
+            continue
+        if resume_weights is None:
+            checkpoint.write_bytes(data)
+            experiments.fit_resumable(reference, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
+            resume_weights = reference.get_weights()
+        assert got == history, position
+        for a, b in zip(vae.get_weights(), resume_weights):
+            np.testing.assert_array_equal(a, b, err_msg=f"byte {position}")
+    assert refused >= len(positions) * 0.8  # nearly every byte is covered by a check
+
+
+@pytest.mark.parametrize("text", ['{"purpose": "test', "", '{"a": 1}\x00\x00garbage'])
+def test_a_damaged_config_json_is_named_with_what_to_do(run_copy, text):
+    run_dir, _ = run_copy
+    (run_dir / "config.json").write_text(text)
+    with pytest.raises(training.DamagedRunFileError) as error:
+        experiments.fit_resumable(tiny_vae(), X, run_dir=run_dir, epochs=2, config={"purpose": "test"}, verbose=0)
+    assert str(run_dir / "config.json") in str(error.value) and "delete it and run again" in str(error.value)
+    assert "'purpose': 'test'" in str(error.value)
+
+
+def test_a_damaged_history_csv_is_rewritten_from_the_checkpoint(run_copy):
+    run_dir, history = run_copy
+    (run_dir / "history.csv").write_text("epoch,lo")
+    assert resume(run_dir) == history
+    assert (run_dir / "history.csv").read_text().count("\n") == 3
+
+
+# --- A folder made by another model ---------------------------------------------------------
+
+@pytest.mark.parametrize("change, shown", [(dict(beta=4.0), "beta: saved 1.0, given 4.0"),
+                                           (dict(latent_dim=3), "saved 2, given 3"),
+                                           (dict(hidden_units=16), "saved 8, given 16")])
+def test_a_folder_made_by_another_model_is_refused_without_a_config(run_copy, change, shown):
+    run_dir, _ = run_copy
+    before = (run_dir / "checkpoint.npz").read_bytes()
+    with pytest.raises(ValueError, match="another model") as error:
+        resume(run_dir, epochs=3, **change)
+    assert shown in str(error.value) and str(run_dir) in str(error.value)
+    assert (run_dir / "checkpoint.npz").read_bytes() == before
+
+
+def test_the_same_model_built_again_among_other_models_resumes(run_copy):
+    """Keras numbers its automatic layer names per process (dense_3 here, dense_17 there): not a difference."""
+    run_dir, history = run_copy
+    for _ in range(3):
+        vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=2, hidden_units=4, filters=(4, 4))
+    resumed = resume(run_dir, epochs=3, seed=7)  # the sampling seed is no part of the model's shape
+    assert resumed["loss"][:2] == history["loss"] and len(resumed["loss"]) == 3
+
+
+def test_a_plain_keras_autoencoder_folder_refuses_another_activation_whose_weights_would_fit(tmp_path):
+    def autoencoder(activation):
+        inputs = keras.Input((4, 4, 1))
+        x = keras.layers.Dense(4, activation=activation)(keras.layers.Flatten()(inputs))
+        x = keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(16, activation="sigmoid")(x))
+        model = keras.Model(inputs, x)
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    experiments.fit_resumable(autoencoder("relu"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="activation: saved 'relu', given 'tanh'"):
+        experiments.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)
+
+
+def test_an_unnamed_plain_keras_model_built_again_resumes(tmp_path):
+    """Keras names unnamed models "functional", "functional_1"...: the name is no part of the record."""
+    def autoencoder():
+        inputs = keras.Input((4, 4, 1))
+        outputs = keras.layers.Reshape((4, 4, 1))(keras.layers.Dense(16, activation="sigmoid")(
+            keras.layers.Flatten()(inputs)))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    first, second = autoencoder(), autoencoder()
+    assert first.name != second.name
+    experiments.fit_resumable(first, X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    assert len(experiments.fit_resumable(second, X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)["loss"]) == 2
