@@ -5,6 +5,8 @@ Where things are:
 * `vaekit.vae`: the model, the file to copy (`Sampling`, the likelihoods, the KL,
   `VAE` with `compute_loss`); it imports only Keras.
 * `vaekit.models`: one builder per architecture, plain Keras functions.
+* `vaekit.cvae`: the conditional VAE (`ConditionalVAE`, `conditional_conv_vae`,
+  `generate`), the file to copy with `vae.py`.
 * `vaekit.training`: how vaekit trains: `VAE` with its data checks and NaN stop,
   `fit_resumable` (runs that survive a stop), `fit_on_device` (a JAX fast path).
 * `vaekit.checks`: the argument and data checks; `data`, `evaluate`, `plots`,
@@ -14,8 +16,8 @@ All are imported with the package: `import vaekit` then `vaekit.data.load_mnist(
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import checks, data, evaluate, experiments, export, models, plots, training, vae
-from vaekit.training import VAE
+from vaekit import checks, cvae, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit.training import VAE, ConditionalVAE
 from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
 
 # The builders as vaekit exports them: `vaekit.models`' plain functions, each called with
@@ -23,6 +25,8 @@ from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
 # is named before anything is built. A copied builder leaves that to Keras.
 conv_autoencoder = checks.checked(models.conv_autoencoder)
 conv_vae = checks.checked(models.conv_vae)
+# The conditional VAE's builder is `vaekit.cvae`'s, returning vaekit's guarded class.
+conditional_conv_vae = checks.checked(training.with_checks(cvae.conditional_conv_vae))
 deterministic_autoencoder = checks.checked(models.deterministic_autoencoder)
 fc_autoencoder = checks.checked(models.fc_autoencoder)
 fc_vae = checks.checked(models.fc_vae)
@@ -33,10 +37,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "ConditionalVAE",
     "Sampling",
     "checks",
+    "conditional_conv_vae",
     "conv_autoencoder",
     "conv_vae",
+    "cvae",
     "data",
     "deterministic_autoencoder",
     "evaluate",
