@@ -10,13 +10,14 @@ Where things are:
 * `vaekit.training`: how vaekit trains: `VAE` with its data checks and NaN stop,
   `fit_resumable` (runs that survive a stop), `fit_on_device` (a JAX fast path).
 * `vaekit.checks`: the argument and data checks; `data`, `evaluate`, `plots`,
-  `export`, `experiments` (a notebook's plumbing) do what their names say.
+  `export`, `experiments` (a notebook's plumbing) do what their names say;
+  `explorer.explore_latent` puts sliders over a latent code in a notebook.
 
 All are imported with the package: `import vaekit` then `vaekit.data.load_mnist()`.
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import checks, cvae, data, evaluate, experiments, export, models, plots, training, vae
+from vaekit import checks, cvae, data, evaluate, experiments, explorer, export, models, plots, training, vae
 from vaekit.training import VAE, ConditionalVAE
 from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
 
@@ -48,6 +49,7 @@ __all__ = [
     "deterministic_autoencoder",
     "evaluate",
     "experiments",
+    "explorer",
     "export",
     "fc_autoencoder",
     "fc_vae",
