@@ -121,9 +121,9 @@ class ConditionalVAE(cvae.ConditionalVAE, VAE):
         elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
             names, (images, labels) = (f"{name}[0]", f"{name}[1]"), inputs
         elif hasattr(inputs, "shape") or isinstance(inputs, (tuple, list)) or inputs is None:
-            raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or {{'images': ..., 'labels': ...}}, "
-                            f"got {type(inputs).__name__}: `fit(x=(images, labels), "
-                            "validation_data=((val_images, val_labels),))`.")
+            raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or "
+                            f"{{'images': ..., 'labels': ...}}, got {type(inputs).__name__}: "
+                            "`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
         else:
             return inputs  # a dataset or generator: Keras reads it batch by batch
         shape = tuple(self.encoder.input_shape[0][1:]) if vae.is_functional(self.encoder) else None
