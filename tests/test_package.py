@@ -11,7 +11,8 @@ import pytest
 import vaekit
 from tiny import ROOT
 
-SUBMODULES = ["checks", "data", "evaluate", "experiments", "export", "models", "plots", "training", "vae"]
+SUBMODULES = ["autoencoder", "checks", "cvae", "data", "evaluate", "experiments", "explorer", "export", "models", "plots",
+              "training", "vae"]
 
 
 def test_import_vaekit_alone_reaches_every_submodule():
@@ -25,10 +26,10 @@ def test_import_vaekit_alone_reaches_every_submodule():
 
 
 @pytest.mark.parametrize("name", ["conv_autoencoder", "conv_vae", "fc_autoencoder", "fc_vae", "fcn_autoencoder",
-                                  "strided_conv_autoencoder", "deterministic_autoencoder"])
+                                  "strided_conv_autoencoder", "deterministic_autoencoder", "conditional_conv_vae"])
 def test_exported_builder_keeps_its_signature_docstring_and_plain_source(name):
     builder = getattr(vaekit, name)
-    plain = builder.__wrapped__
+    plain = inspect.unwrap(builder)
     assert inspect.signature(builder) == inspect.signature(plain)
     assert builder.__doc__ == plain.__doc__ and builder.__name__ == name
     source = inspect.getsource(builder)

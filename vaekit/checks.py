@@ -315,6 +315,11 @@ def _conv_vae(latent_dim, hidden_units, input_shape, filters, seed, beta, recons
                 beta=beta, reconstruction=reconstruction)
 
 
+def _conditional_conv_vae(num_classes, latent_dim, hidden_units, input_shape, filters, seed, beta, reconstruction):
+    return dict(num_classes=positive_int("num_classes", num_classes),
+                **_conv_vae(latent_dim, hidden_units, input_shape, filters, seed, beta, reconstruction))
+
+
 def _deterministic_autoencoder(vae, name):
     from vaekit.vae import VAE, is_functional
 
@@ -349,6 +354,7 @@ def _fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruction):
 builder_arguments: dict[str, Callable[..., dict]] = {
     "conv_autoencoder": _conv_autoencoder,
     "conv_vae": _conv_vae,
+    "conditional_conv_vae": _conditional_conv_vae,
     "deterministic_autoencoder": _deterministic_autoencoder,
     "fc_autoencoder": _dense_autoencoder,
     "fcn_autoencoder": _dense_autoencoder,

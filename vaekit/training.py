@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from vaekit import _io, _runfolder, checks, vae
+from vaekit import _io, _runfolder, checks, cvae, vae
 from vaekit._runfolder import DamagedRunFileError, RunFolderBusyError  # noqa: F401  (raised from here)
 
 # The pixel values the model trains on: every reconstruction kind's decoder ends in a
@@ -128,6 +129,56 @@ class VAE(vae.VAE):
         elif validation_data is not None:  # a dataset or generator
             validation_data = checks.batches("validation_data", validation_data, PIXEL_RANGE, shape)
         return x, validation_data
+
+
+@keras.saving.register_keras_serializable(package="vaekit", name="ConditionalVAE")
+class ConditionalVAE(cvae.ConditionalVAE, VAE):
+    """`vaekit.cvae.ConditionalVAE` with `VAE`'s guards: checked images and labels, a stop at a NaN loss.
+
+    `fit` and `evaluate` check `x = (images, labels)` (or the dict) as `VAE` checks images,
+    and the labels with `vaekit.checks.labels` (integers, one per image, in
+    0..num_classes - 1). A dataset or generator is passed on unchecked. Saved, it is
+    "vaekit>ConditionalVAE", like the plain class.
+    """
+
+    def check_data(self, x, validation_data=None):
+        """Check `(images, labels)` as `fit` does; returns (x, validation_data)."""
+        x = self._checked_inputs("x", x)
+        if isinstance(validation_data, (tuple, list)):  # ((images, labels),) as Keras reads it
+            validation_data = (self._checked_inputs("validation_data[0]", validation_data[0]), *validation_data[1:])
+        return x, validation_data
+
+    def _checked_inputs(self, name: str, inputs):
+        if isinstance(inputs, dict):
+            missing = {"images", "labels"} - set(inputs)
+            if missing:
+                raise ValueError(f"`{name}` must have the keys 'images' and 'labels'; it lacks {sorted(missing)}.")
+            names, (images, labels) = (f"{name}['images']", f"{name}['labels']"), (inputs["images"], inputs["labels"])
+        elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+            names, (images, labels) = (f"{name}[0]", f"{name}[1]"), inputs
+        elif hasattr(inputs, "shape") or isinstance(inputs, (tuple, list)) or inputs is None:
+            raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or "
+                            f"{{'images': ..., 'labels': ...}}, got {type(inputs).__name__}: "
+                            "`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
+        else:
+            return inputs  # a dataset or generator: Keras reads it batch by batch
+        shape = tuple(self.encoder.input_shape[0][1:]) if vae.is_functional(self.encoder) else None
+        images = checks.batches(names[0], images, PIXEL_RANGE, shape)
+        labels = checks.labels(names[1], labels, len(images), self.num_classes)
+        # A tuple, never a list: Keras would read [images, labels] as x=images, y=labels.
+        return {"images": images, "labels": labels} if isinstance(inputs, dict) else (images, labels)
+
+
+def with_checks(builder):
+    """`builder` of `vaekit.cvae`, returning its model's parts as the guarded `ConditionalVAE` above."""
+
+    @functools.wraps(builder)
+    def guarded_builder(*args, **kwargs) -> ConditionalVAE:
+        plain = builder(*args, **kwargs)
+        return ConditionalVAE(plain.encoder, plain.decoder, num_classes=plain.num_classes, beta=plain.beta,
+                              reconstruction=plain.reconstruction, name=plain.name)
+
+    return guarded_builder
 
 
 LIKELY_CAUSES = (
