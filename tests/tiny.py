@@ -21,10 +21,10 @@ TINY_BUILDERS = {
 
 
 def tiny_model(name: str):
-    """Build the builder `name` with its TINY_BUILDERS settings."""
-    import vaekit.models
+    """Build the builder `name` as vaekit exports it (checked, guarded) with its TINY_BUILDERS settings."""
+    import vaekit
 
-    return getattr(vaekit.models, name)(**TINY_BUILDERS[name])
+    return getattr(vaekit, name)(**TINY_BUILDERS[name])
 
 
 def tiny_images(shape, n: int = 4, seed: int = 0) -> np.ndarray:
