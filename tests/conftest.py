@@ -22,3 +22,12 @@ def real_data_dir() -> Path:
     if not folder or not Path(folder).is_dir():
         pytest.skip("VAEKIT_DATA_DIR is not set to a folder with the offline data sets")
     return Path(folder)
+
+
+@pytest.fixture(autouse=True)
+def full_run_environment(monkeypatch):
+    """Each unit test starts as a full run would: quick mode, an epoch cap or an output folder change
+    where outputs go, and the notebooks' conftest sets $VAEKIT_QUICK for the whole session when both
+    folders are collected. Tests that need one of them set it themselves."""
+    for name in ("VAEKIT_QUICK", "VAEKIT_EPOCHS", "VAEKIT_OUTPUT_DIR"):
+        monkeypatch.delenv(name, raising=False)
