@@ -39,7 +39,9 @@ SCRIPT = textwrap.dedent("""
     run_dir, epochs, go_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     keras.utils.set_random_seed(0)
     vae = vaekit.fc_vae(input_shape=(28, 28, 1), latent_dim=2, hidden_units=64, seed=1)
-    vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # One step per call, so that the per-batch pause below runs after every batch and paces every epoch
+    # (with TensorFlow's default of 32 steps per call it ran once an epoch, and a run could end before a signal).
+    vae.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=1)
     x = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
     slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.05))
     print("READY", flush=True)
