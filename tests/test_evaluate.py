@@ -133,7 +133,7 @@ def test_iwae_nll_is_below_the_negative_elbo_and_above_the_true_nll():
     vae, probabilities = vae_with_fixed_q_and_constant_decoder(z_mean=0.5, z_log_var=1.0)
     x = binary_images(6)
     true_nll = bernoulli_nll(x, probabilities).mean()
-    negative_elbo = evaluate.elbo(vae, x)["loss"]
+    negative_elbo = evaluate.elbo(vae, x)["negative_elbo"]
     iwae = evaluate.iwae_nll(vae, x, k=200, seed=0)
     kl = 2 * 0.5 * (0.5**2 + math.exp(1.0) - 1 - 1.0)
     assert negative_elbo == pytest.approx(true_nll + kl, rel=1e-6)
@@ -153,12 +153,23 @@ def test_elbo_is_reproducible_with_a_seed_and_draws_anew_without_one():
     x = binary_images(4)
     first = evaluate.elbo_terms(vae, x, seed=3)
     np.testing.assert_allclose(first["kl_loss"], evaluate.elbo_terms(vae, x, batch_size=3, seed=3)["kl_loss"], rtol=1e-5)
-    np.testing.assert_array_equal(first["loss"], evaluate.elbo_terms(vae, x, seed=3)["loss"])
+    np.testing.assert_array_equal(first["negative_elbo"], evaluate.elbo_terms(vae, x, seed=3)["negative_elbo"])
     assert not np.array_equal(first["reconstruction_loss"], evaluate.elbo_terms(vae, x, seed=4)["reconstruction_loss"])
     # Without a seed the VAE's own sampling layer draws, and its state moves on between calls.
     assert evaluate.elbo(vae, x)["reconstruction_loss"] != evaluate.elbo(vae, x)["reconstruction_loss"]
     assert evaluate.elbo(vae, x, seed=3) == {name: pytest.approx(float(values.mean()), rel=1e-6)
                                              for name, values in first.items()}
+
+
+def test_negative_elbo_weights_the_kl_by_one_whatever_the_training_beta():
+    # fit's "loss" is reconstruction + beta * KL; the evaluation key says what it is: the negative ELBO.
+    x = binary_images(4)
+    for beta in (0.0, 4.0):
+        vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, seed=0, beta=beta)
+        terms = evaluate.elbo(vae, x, seed=1)
+        assert terms["negative_elbo"] == pytest.approx(terms["reconstruction_loss"] + terms["kl_loss"], rel=1e-6)
+        assert terms["kl_loss"] > 0.0
+        assert terms["loss"] == terms["negative_elbo"]  # the deprecated old name, the same number
 
 
 @pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError)])
@@ -209,7 +220,7 @@ def test_proper_densities_evaluate_on_grey_images_without_a_warning(kind):
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, reconstruction=kind, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.isfinite(evaluate.elbo(vae, grey_images(3))["loss"])
+        assert np.isfinite(evaluate.elbo(vae, grey_images(3))["negative_elbo"])
         assert np.isfinite(evaluate.iwae_nll(vae, grey_images(3), k=4, seed=0))
 
 
@@ -245,21 +256,21 @@ def test_iwae_and_elbo_of_every_density_kind_against_the_exact_likelihood(kind, 
     kl = 2 * 0.5 * (0.5**2 + math.exp(1.0) - 1 - 1.0)
     negative_elbo = evaluate.elbo_terms(vae, x)
     np.testing.assert_allclose(negative_elbo["reconstruction_loss"], true_nll, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(negative_elbo["loss"], true_nll + kl, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(negative_elbo["negative_elbo"], true_nll + kl, rtol=1e-5, atol=1e-3)
     # k = 1 is the one-sample ELBO: the same in expectation. Its noise, log p(z) - log q(z),
     # has a standard deviation of about 3 nats here; 500 draws per image leave ~0.05 on the mean.
     k1 = evaluate.iwae_nll_terms(vae, np.repeat(x, 500, axis=0), k=1, batch_size=500, seed=0)
     assert k1.mean() == pytest.approx((true_nll + kl).mean(), abs=0.25)
     iwae = evaluate.iwae_nll(vae, x, k=200, seed=0)
     assert iwae == pytest.approx(true_nll.mean(), abs=0.1)
-    assert iwae < negative_elbo["loss"].mean() - 0.8
+    assert iwae < negative_elbo["negative_elbo"].mean() - 0.8
 
 
 @pytest.mark.parametrize("kind", ["bce", "continuous_bernoulli", "gaussian"])
 def test_iwae_nll_of_an_untrained_conv_vae_is_at_most_its_negative_elbo_for_every_kind(kind):
     vae = vaekit.conv_vae(latent_dim=2, hidden_units=8, filters=(4, 8), reconstruction=kind, seed=0)
     x = binary_images(4) if kind == "bce" else grey_images(4)
-    negative_elbo = evaluate.elbo(vae, np.concatenate([x] * 25), seed=0)["loss"]
+    negative_elbo = evaluate.elbo(vae, np.concatenate([x] * 25), seed=0)["negative_elbo"]
     iwae = evaluate.iwae_nll(vae, x, k=64, seed=0)
     # Both are Monte-Carlo estimates and the order holds in expectation. An untrained decoder
     # hardly depends on z, so the expected gap, KL(q(z|x) || p(z|x)), is only thousandths of a
@@ -293,7 +304,7 @@ def test_gaussian_vae_on_linear_gaussian_data_gives_the_closed_form_marginal():
     vae.decoder_log_var.assign(2 * math.log(noise))
     np.testing.assert_allclose(evaluate.iwae_nll_terms(vae, x, k=50, seed=0), -model["log_px"], atol=2e-3)
     repeats = 2000
-    negative_elbo = evaluate.elbo_terms(vae, np.tile(x, (repeats, 1)))["loss"].reshape(repeats, len(x)).mean(axis=0)
+    negative_elbo = evaluate.elbo_terms(vae, np.tile(x, (repeats, 1)))["negative_elbo"].reshape(repeats, len(x)).mean(axis=0)
     np.testing.assert_allclose(negative_elbo, -model["log_px"], atol=0.1)
 
 

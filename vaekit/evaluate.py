@@ -59,7 +59,9 @@ def _vae_images(vae, x) -> np.ndarray:
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
-    """Per-image reconstruction loss, KL and their sum (the negative ELBO at beta=1).
+    """Per-image reconstruction loss, KL and their sum, the negative ELBO (beta = 1 whatever the VAE's beta).
+
+    Keys: "reconstruction_loss", "kl_loss", "negative_elbo" (and "loss", its deprecated old name).
 
     One posterior sample per image, as in training. Returns arrays of length n. The
     reconstruction term is -log p(x|z) in nats for the continuous Bernoulli and the
@@ -91,7 +93,10 @@ def _elbo_terms(vae, x, batch_size, seed):
         reconstruction.append(ops.convert_to_numpy(vae.reconstruction_term(batch, decoded)))
         kl.append(ops.convert_to_numpy(kl_divergence(z_mean, z_log_var)))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
-    return {"reconstruction_loss": reconstruction, "kl_loss": kl, "loss": reconstruction + kl}
+    negative_elbo = reconstruction + kl
+    # "loss" is the old name of "negative_elbo", kept while notebooks written before the rename read it; it
+    # is not the training "loss" of `fit`, which weights the KL by beta.
+    return {"reconstruction_loss": reconstruction, "kl_loss": kl, "negative_elbo": negative_elbo, "loss": negative_elbo}
 
 
 def elbo(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, float]:
