@@ -32,15 +32,28 @@ README_END = "<!-- /colab-links -->"
 IMPORTS_VAEKIT = re.compile(r"^\s*(import vaekit|from vaekit[ .])", re.MULTILINE)
 
 INSTALL_SOURCE = '''\
-# In Colab, or wherever vaekit is not installed, this installs it from the repository;
-# where vaekit can be imported (a checkout, CI) it does nothing.
+# In Colab, or wherever vaekit is not installed, this installs it; where it is installed (a checkout, CI)
+# it does nothing. For a fork, put its address in VAEKIT; for a clone beside this notebook, VAEKIT = "./vaekit"
+# (a clone alone is not an install: Python sees its folder as an empty package named vaekit).
 import importlib.util
 import subprocess
 import sys
 
-if importlib.util.find_spec("vaekit") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "vaekit @ git+{url}"], check=True)
+VAEKIT = "vaekit @ git+{url}"
+spec = importlib.util.find_spec("vaekit")
+if spec is None or spec.origin is None:  # missing, or only a folder named vaekit
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", VAEKIT{extra_packages}], check=True)
     importlib.invalidate_caches()'''
+
+# Packages a notebook imports itself that vaekit does not install, by the module name the notebook imports.
+EXTRA_PACKAGES = {"skimage": "scikit-image>=0.22"}
+
+
+def install_source(url: str, code: str = "") -> str:
+    """The install cell for a notebook whose code cells read `code`: vaekit, and the extra packages it imports."""
+    extras = [package for module, package in EXTRA_PACKAGES.items()
+              if re.search(rf"^\s*(import|from) {module}\b", code, re.MULTILINE)]
+    return INSTALL_SOURCE.format(url=url, extra_packages="".join(f', "{package}"' for package in extras))
 
 
 def repository_url(root: Path) -> str:
@@ -76,8 +89,8 @@ def synced_notebook(path: Path, url: str):
     badge = cells.get(BADGE_CELL_ID) or nbformat.v4.new_markdown_cell(id=BADGE_CELL_ID)
     install = cells.get(INSTALL_CELL_ID) or nbformat.v4.new_code_cell(id=INSTALL_CELL_ID)
     badge.source = badge_markdown(url, path)
-    install.source = INSTALL_SOURCE.format(url=url)
     others = [cell for cell in notebook.cells if cell.get("id") not in (BADGE_CELL_ID, INSTALL_CELL_ID)]
+    install.source = install_source(url, "\n".join(cell.source for cell in others if cell.cell_type == "code"))
     first_import = next((i for i, cell in enumerate(others)
                          if cell.cell_type == "code" and IMPORTS_VAEKIT.search(cell.source)), None)
     if first_import is None:  # a notebook that does not use vaekit needs no install cell

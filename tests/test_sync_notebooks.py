@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def install_cell_calls(monkeypatch, vaekit_found: bool) -> list:
         real_find_spec = importlib.util.find_spec
         monkeypatch.setattr(importlib.util, "find_spec",
                             lambda name, *args: None if name == "vaekit" else real_find_spec(name, *args))
-    exec(sync_notebooks.INSTALL_SOURCE.format(url=FORK), {})
+    exec(sync_notebooks.install_source(FORK), {})
     return calls
 
 
@@ -101,3 +102,35 @@ def test_install_cell_does_nothing_where_vaekit_is_importable(monkeypatch):
 def test_install_cell_pip_installs_from_the_repository_where_vaekit_is_missing(monkeypatch):
     calls = install_cell_calls(monkeypatch, vaekit_found=False)
     assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"vaekit @ git+{FORK}"]]
+
+
+def install_cell_in_a_fresh_python(cwd, code: str = "") -> list:
+    """The pip calls of the install cell run by a Python without site-packages (no vaekit installed), in `cwd`."""
+    script = (
+        "import json, sys, types\n"
+        "calls = []\n"
+        "sys.modules['subprocess'] = types.SimpleNamespace(run=lambda command, **kwargs: calls.append(command))\n"
+        f"exec({sync_notebooks.install_source(FORK, code)!r}, {{}})\n"
+        "print(json.dumps(calls))\n")
+    completed = subprocess.run([sys.executable, "-S", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def test_install_cell_installs_where_only_a_clone_sits_beside_the_notebook(tmp_path):
+    # Colab's usual pattern: `git clone .../vaekit` next to the notebook, no install. The clone's folder
+    # has no __init__.py at its top, so Python would import it as an empty namespace package.
+    (tmp_path / "vaekit" / "vaekit").mkdir(parents=True)
+    (tmp_path / "vaekit" / "README.md").write_text("a clone")
+    assert install_cell_in_a_fresh_python(tmp_path) == [[sys.executable, "-m", "pip", "install", "--quiet",
+                                                         f"vaekit @ git+{FORK}"]]
+    # The package itself (a checkout's root on the path) is an install: nothing to do.
+    assert install_cell_in_a_fresh_python(ROOT) == []
+
+
+def test_install_cell_adds_the_packages_a_notebook_imports_beyond_vaekit(tmp_path):
+    calls = install_cell_in_a_fresh_python(tmp_path, code="import keras\nimport skimage.data\n")
+    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"vaekit @ git+{FORK}", "scikit-image>=0.22"]]
+    anomaly = cells_by_id(ROOT / "notebooks" / "07_anomaly_detection.ipynb")["install-vaekit"].source
+    assert '"scikit-image>=0.22"' in anomaly
+    assert "scikit-image" not in cells_by_id(ROOT / "notebooks" / "03_conv_vae.ipynb")["install-vaekit"].source
