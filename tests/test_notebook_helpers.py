@@ -153,11 +153,27 @@ def test_plot_latent_panels_draws_one_scatter_per_panel_and_blanks_the_rest(tmp_
     fig = plots.plot_latent_panels(panels, ncols=2, path=tmp_path / "latent.png")
     scatters = [ax for ax in fig.axes if ax.get_title()]  # the colour bars are axes too, untitled
     assert [ax.get_title() for ax in scatters] == ["d=2", "d=8", "d=16"]
-    assert scatters[0].get_xlabel() == "z[0]" and scatters[1].get_xlabel() == "PC 1"  # PCA for d > 2
+    assert scatters[0].get_xlabel() == "z[0]" and scatters[1].get_xlabel().startswith("PC 1 (")  # PCA for d > 2
     blank = [ax for ax in fig.axes if not ax.collections and not ax.axison]
     assert len(blank) == 1  # 3 panels on a 2 x 2 grid
     assert (tmp_path / "latent.png").stat().st_size > 0
     plt.close(fig)
+
+
+def test_plot_latent_panels_draw_every_panel_on_one_scale_unless_asked_not_to():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    panels = {"wide": (15 * rng.normal(size=(200, 2)), labels), "narrow": (rng.normal(size=(200, 2)), labels)}
+    fig = plots.plot_latent_panels(panels, ncols=2)
+    wide, narrow = [ax for ax in fig.axes if ax.get_title()]
+    assert wide.get_xlim() == narrow.get_xlim() == wide.get_ylim() == narrow.get_ylim()
+    assert wide.get_xlim()[1] > 30  # the wide codes' range, not the narrow ones'
+    fig = plots.plot_latent_panels(panels, ncols=2, same_scale=False)
+    wide, narrow = [ax for ax in fig.axes if ax.get_title()]
+    assert narrow.get_xlim()[1] < wide.get_xlim()[1] / 4
+    with pytest.raises(TypeError, match="same_scale"):
+        plots.plot_latent_panels(panels, same_scale="yes")
+    plt.close("all")
 
 
 def test_plot_roc_draws_each_models_curve_with_its_auc_and_the_chance_line():

@@ -49,19 +49,21 @@ def test_plot_history_draws_train_and_validation_per_metric():
 
 def test_project_2d_keeps_2d_codes_and_uses_pca_beyond():
     z2 = np.random.default_rng(0).standard_normal((50, 2))
-    coords, name = plots.project_2d(z2)
+    coords, names = plots.project_2d(z2)
     np.testing.assert_array_equal(coords, z2)
+    assert names == ("z[0]", "z[1]")
     # Points on a line in 5-D: the first principal component carries all the variance.
     t = np.linspace(-1, 1, 50)[:, None]
-    coords, name = plots.project_2d(t * np.array([[1.0, 2.0, 0.0, -1.0, 0.5]]))
-    assert "100%" in name
+    coords, names = plots.project_2d(t * np.array([[1.0, 2.0, 0.0, -1.0, 0.5]]))
+    assert names == ("PC 1 (100 % of the variance)", "PC 2 (0 % of the variance)")
     np.testing.assert_allclose(np.abs(coords[:, 0]), np.abs(t[:, 0]) * np.sqrt(6.25), rtol=1e-6)
     np.testing.assert_allclose(coords[:, 1], 0, atol=1e-9)
 
 
 def test_latent_scatter_colours_by_label(tmp_path):
     fig = plots.plot_latent_scatter(np.random.rand(40, 16), np.arange(40) % 10, path=tmp_path / "s.png")
-    assert "PC" in fig.axes[0].get_title()
+    assert "principal components" in fig.axes[0].get_title()
+    assert fig.axes[0].get_xlabel().startswith("PC 1 (") and fig.axes[0].get_xlabel().endswith("% of the variance)")
     assert (tmp_path / "s.png").exists()
     assert fig.axes[1].get_ylabel() == "label"  # the colour bar says what the colours are
     fig = plots.plot_latent_scatter(np.random.rand(40, 2), np.arange(40) % 10, label_name="digit")

@@ -83,24 +83,28 @@ def plot_history(history, keys: Sequence[str] | None = None, title: str | None =
     return _finish_curves(fig, axes[0], [key.replace("_", " ") for key in keys], ylabel, logy, title, path)
 
 
-def project_2d(z) -> tuple[np.ndarray, str]:
-    """Return 2-D coordinates for latent codes: as they are for d=2, PCA for d>2."""
+def project_2d(z) -> tuple[np.ndarray, tuple[str, str]]:
+    """2-D coordinates for latent codes and their axis labels: as they are for d = 2, PCA for d > 2.
+
+    The PCA labels say how much of the codes' variance each component carries, e.g.
+    "PC 1 (34 % of the variance)".
+    """
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or z.shape[1] < 2:
         raise ValueError(f"`z` must have shape (n, d) with d >= 2, got {z.shape}.")
     if z.shape[1] == 2:
-        return z, "z"
+        return z, ("z[0]", "z[1]")
     centred = z - z.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    explained = s[:2] ** 2 / np.sum(s ** 2)
-    return centred @ vt[:2].T, f"PC (explains {100 * explained.sum():.0f}% of variance)"
+    explained = 100 * s[:2] ** 2 / max(np.sum(s ** 2), np.finfo(float).tiny)
+    return centred @ vt[:2].T, tuple(f"PC {k + 1} ({share:.0f} % of the variance)" for k, share in enumerate(explained))
 
 
 def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=None, ax=None, path=None,
                         label_name: str = "label"):
     """Latent codes coloured by label (integer classes, one per code; the colour bar is titled
-    `label_name`); PCA projection when d > 2."""
-    coords, axis_name = project_2d(z)
+    `label_name`); PCA projection when d > 2, each axis labelled with its share of the variance."""
+    coords, axis_labels = project_2d(z)
     if labels is not None:
         labels = checks.labels("labels", labels, len(coords))
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
@@ -111,22 +115,26 @@ def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=No
         bar = fig.colorbar(points, ax=ax, ticks=range(10), label=label_name)
         if class_names is not None:
             bar.ax.set_yticklabels(class_names)
-    ax.set_xlabel(f"{axis_name}[0]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 1")
-    ax.set_ylabel(f"{axis_name}[1]" if axis_name == "z" else f"{axis_name.split(' ')[0]} 2")
-    ax.set_title(title or ("latent means" if axis_name == "z" else f"latent means, {axis_name}"))
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    ax.set_title(title or ("latent means" if z.shape[1] == 2 else "latent means, first two principal components"))
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: tuple[float, float] = (5.5, 4.5),
-                       title: str | None = None, path=None):
+                       title: str | None = None, same_scale: bool = True, path=None):
     """Several latent scatters side by side, `ncols` per row (one per model, say).
 
     `panels` maps a panel title to `(z, labels)` or `(z, labels, class_names)`; each
-    is drawn by `plot_latent_scatter` (PCA for d > 2). Unused grid cells stay blank.
+    is drawn by `plot_latent_scatter` (PCA for d > 2). With `same_scale` (the default)
+    every panel spans the same range, so a wide code space looks wider than a narrow one;
+    `same_scale=False` fits each panel to its own codes. Unused grid cells stay blank.
     """
     if not panels:
         raise ValueError("`panels` is empty.")
+    if not isinstance(same_scale, bool):
+        raise TypeError(f"`same_scale` must be True or False, got {same_scale!r}.")
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
@@ -134,6 +142,11 @@ def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: 
         ax.axis("off")
     for ax, (panel_title, (z, labels, *class_names)) in zip(axes.ravel(), panels.items()):
         plot_latent_scatter(z, labels, ax=ax, title=panel_title, class_names=class_names[0] if class_names else None)
+    if same_scale:
+        drawn = axes.ravel()[:len(panels)]
+        edge = max(max(abs(limit) for limit in (*ax.get_xlim(), *ax.get_ylim())) for ax in drawn)
+        for ax in drawn:
+            ax.set(xlim=(-edge, edge), ylim=(-edge, edge))
     if title:
         fig.suptitle(title)
     return _save(fig, path)
