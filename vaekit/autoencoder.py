@@ -15,15 +15,15 @@ included, without `custom_objects` (after `import vaekit`, as for the VAE).
 from __future__ import annotations
 
 import functools
-import inspect
 
 import keras
 
 from vaekit import checks
+from vaekit.training import ChecksItsData
 
 
 @keras.saving.register_keras_serializable(package="vaekit")
-class Autoencoder(keras.Model):
+class Autoencoder(ChecksItsData, keras.Model):
     """A functional autoencoder (inputs -> reconstruction) whose `fit`, `evaluate`, `predict` check their images.
 
     `value_range` is the pixel range the output layer covers and the data must lie in:
@@ -74,38 +74,6 @@ class Autoencoder(keras.Model):
         if y is None:
             return None
         return checks.batches(name, y, self.value_range, tuple(self.output_shape[1:]))
-
-    def _checked_arguments(self, arguments: dict, with_validation: bool) -> None:
-        x, y = arguments.get("x"), arguments.get("y")
-        checked_x, validation_data = self.check_data(x, arguments.get("validation_data") if with_validation else None)
-        arguments["x"] = checked_x
-        # fit(x, x), the usual call, is checked once (and a generator, re-made by the check, is passed on once).
-        arguments["y"] = checked_x if y is x and y is not None else self.check_targets(y)
-        if with_validation:
-            arguments["validation_data"] = validation_data
-
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, after checking `x`, `y` and `validation_data` (see `check_data`)."""
-        bound = inspect.signature(super().fit).bind(*args, **kwargs)
-        self._checked_arguments(bound.arguments, with_validation=True)
-        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
-        try:
-            return super().fit(*bound.args, **bound.kwargs)
-        finally:
-            self._data_checked = False
-
-    def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking `x` and `y` as `fit` does."""
-        bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
-        if not getattr(self, "_data_checked", False):
-            self._checked_arguments(bound.arguments, with_validation=False)
-        return super().evaluate(*bound.args, **bound.kwargs)
-
-    def predict(self, *args, **kwargs):
-        """`keras.Model.predict`, after checking `x` as `fit` does."""
-        bound = inspect.signature(super().predict).bind(*args, **kwargs)
-        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
-        return super().predict(*bound.args, **bound.kwargs)
 
 
 def checking_data(builder, value_range: tuple[float, float] | None):

@@ -46,8 +46,49 @@ from vaekit._runfolder import DamagedRunFileError, RunFolderBusyError  # noqa: F
 PIXEL_RANGE = (0.0, 1.0)
 
 
+class ChecksItsData:
+    """For a `keras.Model`: `fit`, `evaluate` and `predict` pass their data through `check_data` first.
+
+    A subclass defines `check_data(x, validation_data=None) -> (x, validation_data)`, and
+    `check_targets(y)` if it takes targets. Each array is looked at once per call (the
+    validation that `fit` runs through `evaluate` is not checked twice); nothing per step.
+    """
+
+    def _check_arguments(self, arguments: dict, with_validation: bool) -> None:
+        x, y = arguments.get("x"), arguments.get("y")
+        arguments["x"], validation_data = self.check_data(x, arguments.get("validation_data") if with_validation else None)
+        if with_validation:
+            arguments["validation_data"] = validation_data
+        if y is not None and hasattr(self, "check_targets"):
+            # fit(x, x), an autoencoder's usual call, is checked once (a generator, re-made by the check, passed once).
+            arguments["y"] = arguments["x"] if y is x else self.check_targets(y)
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, after checking `x` (`y`) and `validation_data` (see `check_data`)."""
+        bound = inspect.signature(super().fit).bind(*args, **kwargs)
+        self._check_arguments(bound.arguments, with_validation=True)
+        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
+        try:
+            return super().fit(*bound.args, **bound.kwargs)
+        finally:
+            self._data_checked = False
+
+    def evaluate(self, *args, **kwargs):
+        """`keras.Model.evaluate`, after checking `x` (and `y`) as `fit` does."""
+        bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
+        if not getattr(self, "_data_checked", False):
+            self._check_arguments(bound.arguments, with_validation=False)
+        return super().evaluate(*bound.args, **bound.kwargs)
+
+    def predict(self, *args, **kwargs):
+        """`keras.Model.predict`, after checking `x` as `fit` does."""
+        bound = inspect.signature(super().predict).bind(*args, **kwargs)
+        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
+        return super().predict(*bound.args, **bound.kwargs)
+
+
 @keras.saving.register_keras_serializable(package="vaekit", name="VAE")
-class VAE(vae.VAE):
+class VAE(ChecksItsData, vae.VAE):
     """`vaekit.vae.VAE` whose `fit` and `evaluate` check their data and stop at a NaN loss.
 
     Its `compile` also runs 32 steps per call on TensorFlow by default (a speed default,
@@ -94,30 +135,10 @@ class VAE(vae.VAE):
         raises `NonFiniteLossError` naming the epoch and batch; pass False to let
         training run on.
         """
-        bound = inspect.signature(super().fit).bind(*args, **kwargs)
-        arguments = bound.arguments
-        arguments["x"], arguments["validation_data"] = self.check_data(
-            arguments.get("x"), arguments.get("validation_data"))
+        bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
         if stop_on_nonfinite:  # first, so that no later callback saves a NaN epoch
-            arguments["callbacks"] = [StopOnNonFiniteLoss(), *(arguments.get("callbacks") or [])]
-        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
-        try:
-            return super().fit(*bound.args, **bound.kwargs)
-        finally:
-            self._data_checked = False
-
-    def evaluate(self, *args, **kwargs):
-        """`keras.Model.evaluate`, after checking `x` as `fit` does."""
-        bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
-        if not getattr(self, "_data_checked", False):
-            bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
-        return super().evaluate(*bound.args, **bound.kwargs)
-
-    def predict(self, *args, **kwargs):
-        """`keras.Model.predict`, after checking `x` as `fit` does."""
-        bound = inspect.signature(super().predict).bind(*args, **kwargs)
-        bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
-        return super().predict(*bound.args, **bound.kwargs)
+            bound.arguments["callbacks"] = [StopOnNonFiniteLoss(), *(bound.arguments.get("callbacks") or [])]
+        return super().fit(*bound.args[1:], **bound.kwargs)
 
     def check_data(self, x, validation_data=None):
         """Check training data as `fit` does (see `vaekit.checks.images`); returns (x, validation_data)."""
