@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,9 @@ def install_cell_in_a_fresh_python(cwd, code: str = "") -> list:
         "sys.modules['subprocess'] = types.SimpleNamespace(run=lambda command, **kwargs: calls.append(command))\n"
         f"exec({sync_notebooks.install_source(FORK, code)!r}, {{}})\n"
         "print(json.dumps(calls))\n")
-    completed = subprocess.run([sys.executable, "-S", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # only `cwd` on the path
+    completed = subprocess.run([sys.executable, "-S", "-c", script], cwd=cwd, env=environment, capture_output=True,
+                               text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     return json.loads(completed.stdout)
 
