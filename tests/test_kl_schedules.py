@@ -97,6 +97,16 @@ def test_bad_schedule_arguments_are_refused_naming_them(options, match):
         tiny_vae(**options)
 
 
+def test_fc_vae_passes_the_schedules_to_its_vae_and_refuses_bad_ones_by_name():
+    vae = vaekit.fc_vae(latent_dim=3, hidden_units=8, input_shape=(4, 4, 1), seed=0, kl_warmup_steps=7,
+                        free_bits=0.2)
+    assert (vae.kl_warmup_steps, vae.free_bits) == (7, 0.2) and vae.training_steps is not None
+    plain = vaekit.fc_vae(latent_dim=3, hidden_units=8, input_shape=(4, 4, 1), seed=0)
+    assert (plain.kl_warmup_steps, plain.free_bits, plain.training_steps) == (0, 0.0, None)
+    with pytest.raises(ValueError, match="`free_bits` a number >= 0"):
+        vaekit.fc_vae(latent_dim=3, hidden_units=8, input_shape=(4, 4, 1), free_bits=-1.0)
+
+
 BACKEND_SCRIPT = textwrap.dedent("""
     import json, sys
     import keras, numpy as np

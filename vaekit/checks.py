@@ -294,7 +294,7 @@ def checked(builder: Callable) -> Callable:
 
 # --- the builders' argument checks -------------------------------------------------------
 # Each takes a builder's arguments (defaults filled in) and returns them checked and
-# normalised (tuples of ints). `beta` and `reconstruction` are the VAE's: `VAE` checks them.
+# normalised (tuples of ints). `beta`, `reconstruction` and the KL schedules are the VAE's: `VAE` checks them.
 
 
 def _image_and_filters(input_shape, filters):
@@ -344,11 +344,11 @@ def _strided_conv_autoencoder(input_shape, filters):
     return dict(input_shape=input_shape, filters=filters)
 
 
-def _fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruction):
+def _fc_vae(latent_dim, hidden_units, input_shape, seed, beta, reconstruction, kl_warmup_steps, free_bits):
     return dict(input_shape=image_shape("input_shape", input_shape),
                 hidden_units=positive_ints("hidden_units", hidden_units),
                 latent_dim=positive_int("latent_dim", latent_dim), seed=optional_seed("seed", seed),
-                beta=beta, reconstruction=reconstruction)
+                beta=beta, reconstruction=reconstruction, kl_warmup_steps=kl_warmup_steps, free_bits=free_bits)
 
 
 builder_arguments: dict[str, Callable[..., dict]] = {

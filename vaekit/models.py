@@ -172,7 +172,8 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> k
 
 
 def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, input_shape=(28, 28, 1),
-           seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce") -> VAE:
+           seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce", kl_warmup_steps: int = 0,
+           free_bits: float = 0.0) -> VAE:
     """Seed-002's fully connected VAE.
 
     Encoder 784-hidden_units(relu)-(z_mean, z_log_var); decoder latent-hidden_units(relu)
@@ -184,6 +185,7 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     `hidden_units` may be a sequence, one Dense layer each, mirrored in the decoder:
     `fc_vae(latent_dim=50, hidden_units=(200, 200))` is the one-stochastic-layer VAE of
     Burda et al. (2016), the usual baseline for binarised-MNIST likelihoods (notebook 08).
+    `kl_warmup_steps` and `free_bits` are `VAE`'s two KL schedules, off by default (notebook 12).
     """
     hidden_units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
     height, width, channels = input_shape
@@ -203,4 +205,5 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     x = keras.layers.Dense(height * width * channels, activation="sigmoid")(x)
     decoder = keras.Model(latent_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
-    return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, name="fc_vae")
+    return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, kl_warmup_steps=kl_warmup_steps,
+               free_bits=free_bits, name="fc_vae")
