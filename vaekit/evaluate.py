@@ -23,8 +23,8 @@ import numpy as np
 from keras import ops
 
 from vaekit import checks
-from vaekit.training import PIXEL_RANGE
 from vaekit.cvae import ConditionalVAE
+from vaekit.training import PIXEL_RANGE
 from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, is_functional, kl_divergence
 
 

@@ -103,7 +103,8 @@ class LabelledDecoder:
         if label is None:
             raise TypeError("`model` is a ConditionalVAE, whose decoder needs a class with each code: "
                             f"pass `label=`, one of 0..{model.num_classes - 1} (e.g. explore_latent(model, "
-                            f"label={model.num_classes - 1})), or draw it with `vaekit.cvae.generate(model, labels, z)`.")
+                            f"label={model.num_classes - 1})), or draw it with "
+                            "`vaekit.cvae.generate(model, labels, z)`.")
         if isinstance(label, bool) or not isinstance(label, numbers.Integral):
             raise TypeError(f"`label` must be one integer class, got {label!r}.")
         self.model, self.label = model, int(cvae.class_labels("label", [label], model.num_classes)[0])
