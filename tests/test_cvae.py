@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vaekit
-from vaekit import cvae, data
+from vaekit import cvae, data, evaluate
 from test_backends import BACKEND_MODULES, run_on_backend
 from test_copy_builder import RUNNER, VAE_SOURCE
 from tiny import ROOT, tiny_images
@@ -196,3 +196,38 @@ def test_copied_vae_and_cvae_build_and_train_without_vaekit(tmp_path):
     results = json.loads(run["stdout"].split("COPIED", 1)[1])
     assert len(results["loss"]) == 1 and np.isfinite(results["loss"][0])
     assert results["grid"] == [2, 8, 8, 8, 1] and results["class"] == "__main__"
+
+
+def test_elbo_of_a_conditional_vae_is_the_conditional_bound_by_hand():
+    model = vaekit.conditional_conv_vae(**TINY)
+    x = (tiny_images((8, 8, 1), n=6) > 0.5).astype("float32")  # binary: BCE is a likelihood, no warning
+    terms = evaluate.elbo_terms(model, (x, LABELS), seed=5)
+    # The same computation by hand: q(z|x, y) from the encoder, one draw with a generator seeded alike, p(x|z, y).
+    one_hot = keras.ops.convert_to_tensor(np.eye(3, dtype="float32")[LABELS])
+    z_mean, z_log_var, _ = model.encoder([keras.ops.convert_to_tensor(x), one_hot])
+    z = vaekit.Sampling(5)([z_mean, z_log_var])
+    p = np.clip(keras.ops.convert_to_numpy(model.decoder([z, one_hot])).astype(np.float64), 1e-7, 1 - 1e-7)
+    bce = -(x * np.log(p) + (1 - x) * np.log(1 - p)).reshape(6, -1).sum(axis=1)
+    mean, log_var = (keras.ops.convert_to_numpy(a).astype(np.float64) for a in (z_mean, z_log_var))
+    kl = -0.5 * (1 + log_var - mean**2 - np.exp(log_var)).sum(axis=1)
+    np.testing.assert_allclose(terms["reconstruction_loss"], bce, rtol=1e-4)
+    np.testing.assert_allclose(terms["kl_loss"], kl, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(terms["negative_elbo"], bce + kl, rtol=1e-4)
+    # The labels enter: the same images under other labels give another bound; a dict works as the tuple does.
+    other = evaluate.elbo(model, (x, (LABELS + 1) % 3), seed=5)["negative_elbo"]
+    assert abs(other - terms["negative_elbo"].mean()) > 1e-3
+    assert evaluate.elbo(model, {"images": x, "labels": LABELS}, seed=5) == evaluate.elbo(model, (x, LABELS), seed=5)
+
+
+def test_evaluate_refuses_a_conditional_vae_without_labels_and_names_the_fix():
+    model = vaekit.conditional_conv_vae(**TINY)
+    x = tiny_images((8, 8, 1), n=6)
+    with pytest.raises(TypeError,
+                       match=r"`x` for a ConditionalVAE must be \(images, labels\).*elbo\(model, \(x_test, y_test\)\)"):
+        evaluate.elbo(model, x)
+    with pytest.raises(ValueError, match=r"`x\[1\]` must lie in 0..2"):
+        evaluate.elbo_terms(model, (x, LABELS + 1))
+    with pytest.raises(TypeError, match=r"only `elbo` and `elbo_terms` evaluate one"):
+        evaluate.iwae_nll(model, (x, LABELS), k=2)
+    with pytest.raises(TypeError, match=r"only `elbo` and `elbo_terms` evaluate one"):
+        evaluate.active_units(model, x)

@@ -83,3 +83,37 @@ def test_bad_arguments_are_named():
     conditional = vaekit.conditional_conv_vae(num_classes=2, hidden_units=2, input_shape=(4, 4, 1), filters=(2,))
     with pytest.raises(TypeError, match=r"draw it with `vaekit.cvae.generate"):
         explorer.explore_latent(conditional)
+
+
+def small_cvae():
+    return vaekit.conditional_conv_vae(num_classes=3, latent_dim=2, hidden_units=4, input_shape=(8, 8, 1),
+                                       filters=(4, 4), seed=1)
+
+
+def test_a_conditional_vae_is_explored_as_the_class_given_by_label(capsys, no_flags):
+    model = small_cvae()
+    sliders = explorer.LatentExplorer(explorer.LabelledDecoder(model, 2))
+    sliders.sliders[0].value = 1.5
+    expected = vaekit.cvae.generate(model, [2], z=sliders.z[None])[0, 0]
+    np.testing.assert_allclose(sliders.image, expected, atol=1e-6)
+    other_class = vaekit.cvae.generate(model, [0], z=sliders.z[None])[0, 0]
+    assert np.abs(sliders.image - other_class).max() > 1e-4  # the label reaches the decoder
+    # The static figure: the decoded grid, each cell the code decoded as that class.
+    figure = explorer.explore_latent(model, label=2, static=True)
+    grid = np.asarray(figure.axes[0].images[0].get_array())
+    corner = vaekit.cvae.generate(model, [2], z=np.array([[-3.0, 3.0]], "float32"))[0, 0, ..., 0]
+    assert grid.shape == (15 * 8, 15 * 8)
+    np.testing.assert_allclose(grid[:8, :8], corner, atol=1e-5)
+    plt.close(figure)
+    assert "showing the decoded grid instead" in capsys.readouterr().out
+
+
+def test_label_is_required_for_a_conditional_vae_and_refused_otherwise():
+    with pytest.raises(TypeError, match=r"pass `label=`, one of 0..2 \(e.g. explore_latent\(model, label=2\)\)"):
+        explorer.explore_latent(small_cvae(), static=True)
+    with pytest.raises(ValueError, match=r"`label` must lie in 0..2, got \[3\]"):
+        explorer.explore_latent(small_cvae(), label=3, static=True)
+    with pytest.raises(TypeError, match=r"`label` must be one integer class, got \[1, 2\]"):
+        explorer.explore_latent(small_cvae(), label=[1, 2], static=True)
+    with pytest.raises(ValueError, match=r"`label` is for a ConditionalVAE.*leave `label` out \(got 1\)"):
+        explorer.explore_latent(small_vae(2), label=1, static=True)

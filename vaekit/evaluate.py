@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from vaekit import checks
+from vaekit.cvae import ConditionalVAE
 from vaekit.training import PIXEL_RANGE
 from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, is_functional, kl_divergence
 
@@ -54,14 +55,34 @@ def _vae_images(vae, x) -> np.ndarray:
     if not isinstance(vae, VAE):
         raise TypeError(f"`vae` must be a vaekit.VAE (from conv_vae, fc_vae or VAE(encoder, decoder)), "
                         f"got {type(vae).__name__}.")
+    if isinstance(vae, ConditionalVAE):
+        raise TypeError("`vae` is a ConditionalVAE: only `elbo` and `elbo_terms` evaluate one, "
+                        "given `x=(images, labels)`.")
     shape = tuple(vae.encoder.input_shape[1:]) if is_functional(vae.encoder) else None
     return checks.images("x", x, value_range=PIXEL_RANGE, shape=shape)
+
+
+def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]:
+    """`x` = (images, labels) or {"images": ..., "labels": ...} checked for the conditional `vae`."""
+    if isinstance(x, dict) and {"images", "labels"} <= set(x):
+        x = (x["images"], x["labels"])
+    if not isinstance(x, (tuple, list)) or len(x) != 2:
+        raise TypeError(f"`x` for a ConditionalVAE must be (images, labels) or {{'images': ..., 'labels': ...}}, "
+                        f"got {type(x).__name__}: its ELBO is that of log p(x | y), so it needs each image's "
+                        "label, e.g. `evaluate.elbo(model, (x_test, y_test))`.")
+    shape = tuple(vae.encoder.input_shape[0][1:]) if is_functional(vae.encoder) else None
+    images = checks.images("x[0]", x[0], value_range=PIXEL_RANGE, shape=shape)
+    return images, checks.labels("x[1]", x[1], len(images), vae.num_classes)
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
     """Per-image reconstruction loss, KL and their sum, the negative ELBO (beta = 1 whatever the VAE's beta).
 
     Keys: "reconstruction_loss", "kl_loss", "negative_elbo" (and "loss", its deprecated old name).
+
+    For a `ConditionalVAE`, `x` is `(images, labels)` (or `{"images": ..., "labels": ...}`)
+    and the terms are those of the conditional bound on log p(x|y): -log p(x|z, y) with
+    z ~ q(z|x, y), and KL(q(z|x, y) || N(0, I)).
 
     One posterior sample per image, as in training. Returns arrays of length n. The
     reconstruction term is -log p(x|z) in nats for the continuous Bernoulli and the
@@ -78,7 +99,10 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
 
 
 def _elbo_terms(vae, x, batch_size, seed):
-    x = _vae_images(vae, x)
+    if isinstance(vae, ConditionalVAE):
+        x, labels = _conditional_inputs(vae, x)
+    else:
+        x, labels = _vae_images(vae, x), None
     batch_size = checks.positive_int("batch_size", batch_size)
     seed = checks.optional_seed("seed", seed)
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of elbo / elbo_terms
@@ -86,10 +110,12 @@ def _elbo_terms(vae, x, batch_size, seed):
     reconstruction, kl = [], []
     for start in range(0, len(x), batch_size):
         batch = ops.convert_to_tensor(x[start:start + batch_size])
-        z_mean, z_log_var, z = vae.encoder(batch, training=False)
+        # A ConditionalVAE's two networks both take the one-hot label: q(z|x, y) and p(x|z, y).
+        condition = [] if labels is None else [vae.one_hot(labels[start:start + batch_size])]
+        z_mean, z_log_var, z = vae.encoder([batch, *condition] if condition else batch, training=False)
         if sampling is not None:
             z = sampling([z_mean, z_log_var])
-        decoded = vae.decoder(z, training=False)
+        decoded = vae.decoder([z, *condition] if condition else z, training=False)
         reconstruction.append(ops.convert_to_numpy(vae.reconstruction_term(batch, decoded)))
         kl.append(ops.convert_to_numpy(kl_divergence(z_mean, z_log_var)))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)

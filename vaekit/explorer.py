@@ -6,7 +6,8 @@ a slider moves. Where no widget can be shown (plain Python, a notebook executed 
 a browser such as nbval's or nbconvert's quick runs, ipywidgets missing) it draws a
 static figure instead and says so in one printed line: the decoded grid for a 2-D code
 (`plots.plot_latent_grid`), a traversal otherwise (`plots.latent_traversal`, one row per
-dimension). `static=True` asks for that figure anywhere.
+dimension). `static=True` asks for that figure anywhere. A conditional VAE is explored
+as one class: `explore_latent(model, label=7)` decodes every code as a 7.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import numbers
 import os
 
+import keras
 import numpy as np
 
 from vaekit import checks, cvae, experiments, plots
@@ -26,7 +28,7 @@ STATIC_VARIABLE = "VAEKIT_STATIC_PLOTS"
 
 
 def explore_latent(model, max_sliders: int = 8, extent: float = 3.0, static: bool = False,
-                   values=DEFAULT_VALUES, path=None):
+                   values=DEFAULT_VALUES, path=None, label: int | None = None):
     """Sliders over the latent code of `model`, decoding live; a static figure where widgets cannot show.
 
     `model` is a `vaekit.VAE` or its decoder (see `plots.decode`). Sliders run over
@@ -35,12 +37,17 @@ def explore_latent(model, max_sliders: int = 8, extent: float = 3.0, static: boo
     or without a widget frontend (`widget_frontend`) the matplotlib Figure of the
     fallback: for a 2-D code the decoded grid over [-extent, extent]^2, otherwise a
     traversal of the first `max_sliders` dimensions over `values` (saved to `path` if given).
+
+    A `vaekit.ConditionalVAE` needs `label`, the class every code is decoded as
+    (`explore_latent(model, label=7)`: sliders over the codes of 7s); other models take none.
     """
     if not isinstance(static, bool):
         raise TypeError(f"`static` must be True or False, got {static!r}.")
     if isinstance(model, cvae.ConditionalVAE):
-        raise TypeError("`model` is a ConditionalVAE, whose decoder needs a label with each code; "
-                        "draw it with `vaekit.cvae.generate(model, labels, z)`.")
+        model = LabelledDecoder(model, label)
+    elif label is not None:
+        raise ValueError(f"`label` is for a ConditionalVAE, whose decoder takes a class; `model` is a "
+                         f"{type(model).__name__}: leave `label` out (got {label!r}).")
     max_sliders = checks.positive_int("max_sliders", max_sliders)
     extent = _positive_float("extent", extent)
     size = plots.latent_dim(model)  # refuses anything that is not a VAE or a decoder
@@ -83,6 +90,31 @@ def static_figure(model, max_sliders: int = 8, extent: float = 3.0, values=DEFAU
     rows = plots.latent_traversal(model, np.zeros(size, dtype=np.float32), dims, values)
     title = f"z[d] swept over {', '.join(f'{v:g}' for v in values)}, the other dimensions at 0"
     return plots.show_images(list(rows), [f"z[{d}]" for d in dims], title=title, path=path)
+
+
+class LabelledDecoder:
+    """A ConditionalVAE's decoder with the class fixed: it takes codes alone, as a plain decoder does.
+
+    `predict(z)` returns `model.decode(z, label)` for every code, so the sliders and the
+    static figures (`plots.decode`) draw a conditional model like an unconditional one.
+    """
+
+    def __init__(self, model: cvae.ConditionalVAE, label: int):
+        if label is None:
+            raise TypeError("`model` is a ConditionalVAE, whose decoder needs a class with each code: "
+                            f"pass `label=`, one of 0..{model.num_classes - 1} (e.g. explore_latent(model, "
+                            f"label={model.num_classes - 1})), or draw it with "
+                            "`vaekit.cvae.generate(model, labels, z)`.")
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
+            raise TypeError(f"`label` must be one integer class, got {label!r}.")
+        self.model, self.label = model, int(cvae.class_labels("label", [label], model.num_classes)[0])
+        self.input_shape = tuple(model.decoder.input_shape[0])  # (None, latent_dim): the code, without the label
+
+    def predict(self, z, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
+        z = np.asarray(z, dtype=np.float32)
+        return np.concatenate([keras.ops.convert_to_numpy(self.model.decode(
+            z[start:start + batch_size], np.full(len(z[start:start + batch_size]), self.label)))
+            for start in range(0, len(z), batch_size)])
 
 
 class LatentExplorer:
