@@ -200,6 +200,15 @@ def _generator_from(first, rest):
     yield from rest
 
 
+def _one_per_item(name: str, values: np.ndarray, what: str = "", fix: str = "") -> np.ndarray:
+    """`values` of shape (n,) or (n, 1) as (n,); any other shape refused (`what` and `fix` extend the message)."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (n,) or (n, 1){what}, got {values.shape}.{fix}")
+    return values
+
+
 def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.ndarray:
     """Check class labels: integers, one per image (shape (n,) or (n, 1)), in [0, num_classes)."""
     y = np.asarray(y)
@@ -208,10 +217,7 @@ def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.
             y = y.astype(np.int64)  # 3.0 is a fine label; 3.5 is not
         else:
             raise TypeError(f"`{name}` must hold integer class labels, got dtype {y.dtype}.")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), got {y.shape}.")
+    y = _one_per_item(name, y)
     if len(y) != num_images:
         raise ValueError(f"`{name}` has {len(y)} labels but there are {num_images} images; they must match one to one.")
     if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
@@ -226,11 +232,8 @@ def scores(name: str, values) -> np.ndarray:
     values = np.asarray(values)
     if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
         raise TypeError(f"`{name}` must hold real numbers (one score per example), got dtype {values.dtype}.")
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), one score per example, got {values.shape}. "
-                         "Per-image errors come from averaging over the pixels, e.g. `((x - r) ** 2).mean(axis=(1, 2, 3))`.")
+    values = _one_per_item(name, values, what=", one score per example",
+                           fix=" Per-image errors come from averaging over the pixels, e.g. `((x - r) ** 2).mean(axis=(1, 2, 3))`.")
     if values.size == 0:
         raise ValueError(f"`{name}` is empty; it needs one score per example.")
     values = values.astype(np.float64)
@@ -251,10 +254,7 @@ def binary_labels(name: str, y, num_items: int, meaning: str = "1/True = anomaly
     y = np.asarray(y)
     if y.dtype != bool and not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
         raise TypeError(f"`{name}` must hold 0/1 or True/False labels ({meaning}), got dtype {y.dtype}.")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"`{name}` must have shape (n,) or (n, 1), got {y.shape}.")
+    y = _one_per_item(name, y)
     if len(y) != num_items:
         raise ValueError(f"`{name}` has {len(y)} labels for {num_items} scores: they must have the same length, "
                          "one label per score.")
