@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark suite, one command: Keras on JAX (TensorFlow not needed).
-#   1. benchmarks/vs_pytorch.py on the FC and seed-000 conv VAEs: vaekit `fit`,
+#   1. benchmarks/vs_pytorch.py on the FC and the keras.io example's conv VAEs: vaekit `fit`,
 #      `vaekit.fit_on_device` and the PyTorch peers, epochs interleaved; seconds per
 #      epoch, ratios to PyTorch and test losses (PyTorch rows only where torch is installed);
 #   2. benchmarks/iwae_speed.py: `vaekit.evaluate.iwae_nll` with k = 5000 on the 10,000

@@ -1,7 +1,7 @@
 """How long `vaekit.evaluate.iwae_nll` takes: the k = 5000 log-likelihood on 10,000 test images.
 
 The model is notebook 08's, Burda et al.'s one-stochastic-layer VAE
-(`fc_vae(latent_dim=50, hidden_units=(200, 200))`), or the seed-000 conv VAE with
+(`fc_vae(latent_dim=50, hidden_units=(200, 200))`), or the keras.io example's conv VAE with
 `--model conv`; the time does not depend on the weights, so it is not trained. The
 test images are binarised, as for a published log-likelihood. The first call compiles;
 the script times a warm-up on one batch apart from the full run.

@@ -21,7 +21,7 @@ tables (figures/03_conv_vae_test_loss.csv, 05_ablation_results.csv, seed_check_r
 
 Writes `figures/precision_check.csv` (and `.md`), one row per run, float32 and mixed, rewritten
 after each run and keeping rows of runs not trained in this call. Each mixed run trains through
-`experiments.fit_resumable` in `runs/precision_<run>_<policy>_seed<seed>/`, so a stopped run
+`training.fit_resumable` in `runs/precision_<run>_<policy>_seed<seed>/`, so a stopped run
 resumes. Usage:
 
     python scripts/precision_check.py                            # both, mixed_bfloat16 (45 epochs)
@@ -116,7 +116,7 @@ def build(settings: dict, seed: int, input_shape) -> keras.Model:
 
 def train_and_measure(name: str, policy: str, seed: int, x_train, x_test, epochs: int, run_dir: Path | None) -> dict:
     """Train one run under `policy`; its test numbers, as trained and evaluated in float32."""
-    from vaekit import evaluate, experiments
+    from vaekit import evaluate, training
 
     settings = RUNS[name]
     keras.mixed_precision.set_global_policy(policy)
@@ -130,8 +130,8 @@ def train_and_measure(name: str, policy: str, seed: int, x_train, x_test, epochs
         config.update(seed=seed, epochs=epochs, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
                       train_images=len(x_train), precision=policy)
         timer = EpochTimer()
-        experiments.fit_resumable(vae, x_train, run_dir=run_dir, config=config, epochs=epochs, batch_size=BATCH_SIZE,
-                                  validation_data=(x_test,), verbose=2, callbacks=[timer])
+        training.fit_resumable(vae, x_train, run_dir=run_dir, config=config, epochs=epochs, batch_size=BATCH_SIZE,
+                               validation_data=(x_test,), verbose=2, callbacks=[timer])
         with warnings.catch_warnings():  # BCE on grey-level pixels is not a likelihood: true of the float32 runs too
             warnings.simplefilter("ignore", UserWarning)
             test = evaluate.elbo(vae, x_test, seed=settings["seed"])
@@ -142,9 +142,9 @@ def train_and_measure(name: str, policy: str, seed: int, x_train, x_test, epochs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         test32 = evaluate.elbo(float32_model, x_test, seed=settings["seed"])
-    return {"recon_nats": test["reconstruction_loss"], "kl_nats": test["kl_loss"], "neg_elbo_nats": test["loss"],
+    return {"recon_nats": test["reconstruction_loss"], "kl_nats": test["kl_loss"], "neg_elbo_nats": test["negative_elbo"],
             "recon_nats_f32_eval": test32["reconstruction_loss"], "kl_nats_f32_eval": test32["kl_loss"],
-            "neg_elbo_nats_f32_eval": test32["loss"],
+            "neg_elbo_nats_f32_eval": test32["negative_elbo"],
             "seconds_per_epoch": float(np.median(timer.seconds)) if timer.seconds else np.nan}
 
 

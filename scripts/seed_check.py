@@ -1,16 +1,18 @@
-"""Train the configurations whose test numbers the seeds report, at full length.
+"""Train the configurations whose test numbers the sources report, at full length.
 
 Notebooks 05 and 06 sweep whole grids, hours on a CPU. This script trains only the
-runs the seeds give a number for, each at the seed's length (or ours where the seed
-gives none), and writes one table with the seed's figure beside ours:
+runs a source gives a number for, each at the source's length (or ours where it
+gives none), and writes one table with the source's figure beside ours:
 
-    seed-003  baseline AE, d = 2            25 epochs   test BCE 0.1855 per pixel
-    seed-003  VAE d = 16, Dense(128)        25 epochs   test reconstruction ≈ 75 nats
-    seed-004  VAE d = 2, MNIST              20 epochs*  test total 132.39 nats
-    seed-004  VAE d = 2, Fashion-MNIST      20 epochs*  test total 254.21 nats
+    seed-003-ae       the ablation study's baseline AE, d = 2        25 epochs   test BCE 0.1855 per pixel
+    seed-003-vae-d16  the ablation study's VAE d = 16, Dense(128)    25 epochs   test reconstruction ≈ 75 nats
+    seed-004-mnist    the CNN-VAE report's VAE d = 2, MNIST          20 epochs*  test total 132.39 nats
+    seed-004-fashion  the CNN-VAE report's VAE d = 2, Fashion-MNIST  20 epochs*  test total 254.21 nats
 
-    * seed-004 gives no epoch count; 20 is our choice (seed-000's count for the same
-      kind of model), as in notebook 06. The table's `epochs_source` column says which.
+    * the CNN-VAE report gives no epoch count; 20 is our choice (the keras.io example's
+      count for the same kind of model), as in notebook 06. The table's `epochs_source`
+      column says which. The run names (first column) are kept as the committed run
+      folders and table name them.
 
 One training run says little about a difference of a nat or two: `--repeats 3` trains
 each configuration with three seeds (its own seed, then the next two) and the table
@@ -19,7 +21,7 @@ a run cut short keeps what finished: `figures/seed_check_runs.csv` (and `.md`), 
 row per configuration and seed, and `figures/seed_check.csv` (and `.md`), one row per
 configuration with the mean and range over its seeds. Rows of configurations and seeds
 not trained in this call are kept from the previous table. Each run trains through
-`experiments.fit_resumable` in `runs/seed_check_<run>_seed<seed>/`, whose `history.csv`
+`training.fit_resumable` in `runs/seed_check_<run>_seed<seed>/`, whose `history.csv`
 and `config.json` are the run's log. Usage:
 
     python scripts/seed_check.py                       # all four, about 90 min on 2 CPU cores
@@ -39,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 import vaekit
-from vaekit import data, evaluate, experiments
+from vaekit import data, evaluate, experiments, training
 
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
@@ -67,18 +69,18 @@ def train_and_measure(x_train, x_test, model: str, latent_dim: int, hidden_units
     vae = vaekit.conv_vae(latent_dim=latent_dim, hidden_units=hidden_units, input_shape=x_train.shape[1:])
     optimizer = keras.optimizers.Adam(learning_rate=LEARNING_RATE)
     fit = dict(run_dir=run_dir, config=config, epochs=epochs, batch_size=BATCH_SIZE, verbose=2)
-    if model == "AE":  # seed-003's baseline: the same layers, decoding z = μ(x), no sampling, no KL
+    if model == "AE":  # the ablation study's baseline: the same layers, decoding z = μ(x), no sampling, no KL
         network = vaekit.deterministic_autoencoder(vae)
         network.compile(optimizer=optimizer, loss=vaekit.reconstruction_loss)
-        experiments.fit_resumable(network, x_train, x_train, **fit)
+        training.fit_resumable(network, x_train, x_train, **fit)
         reconstruction = network.predict(x_test, batch_size=1000, verbose=0)
         recon = evaluate.reconstruction_metrics(x_test, reconstruction)["bce_nats_per_image"]
         kl = total = np.nan
     else:
         vae.compile(optimizer=optimizer)
-        experiments.fit_resumable(vae, x_train, **fit)
+        training.fit_resumable(vae, x_train, **fit)
         test = evaluate.elbo(vae, x_test)
-        recon, kl, total = test["reconstruction_loss"], test["kl_loss"], test["loss"]
+        recon, kl, total = test["reconstruction_loss"], test["kl_loss"], test["negative_elbo"]
     return {"recon_nats": recon, "kl_nats": kl, "neg_elbo_nats": total,
             "bce_per_pixel": recon / np.prod(x_test.shape[1:])}
 

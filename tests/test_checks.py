@@ -77,6 +77,23 @@ def test_labels_accept_a_column_and_check_the_class_range():
         checks.labels("y", [3, 10], num_images=2, num_classes=10)
 
 
+def test_image_label_pair_splits_a_tuple_or_a_dict_and_names_the_parts():
+    images, labels = np.zeros((2, 4, 4, 1)), np.array([0, 1])
+    names, parts = checks.image_label_pair("x", (images, labels), fix="")
+    assert names == ("x[0]", "x[1]") and parts[0] is images and parts[1] is labels
+    names, parts = checks.image_label_pair("val", {"labels": labels, "images": images}, fix="")
+    assert names == ("val['images']", "val['labels']") and parts[0] is images and parts[1] is labels
+
+
+def test_image_label_pair_refuses_images_alone_or_a_dict_without_labels():
+    with pytest.raises(TypeError, match=r"`x` of a ConditionalVAE must be \(images, labels\).*got ndarray: pass both"):
+        checks.image_label_pair("x", np.zeros((2, 4, 4, 1)), fix="pass both")
+    with pytest.raises(TypeError, match=r"got tuple"):
+        checks.image_label_pair("x", (np.zeros((2, 4, 4, 1)),), fix="")
+    with pytest.raises(ValueError, match=r"`x` must have the keys 'images' and 'labels'; it lacks \['labels'\]"):
+        checks.image_label_pair("x", {"images": np.zeros((2, 4, 4, 1))}, fix="")
+
+
 def test_every_builder_has_its_argument_check():
     import vaekit
 

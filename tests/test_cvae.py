@@ -223,7 +223,7 @@ def test_evaluate_refuses_a_conditional_vae_without_labels_and_names_the_fix():
     model = vaekit.conditional_conv_vae(**TINY)
     x = tiny_images((8, 8, 1), n=6)
     with pytest.raises(TypeError,
-                       match=r"`x` for a ConditionalVAE must be \(images, labels\).*elbo\(model, \(x_test, y_test\)\)"):
+                       match=r"`x` of a ConditionalVAE must be \(images, labels\).*elbo\(model, \(x_test, y_test\)\)"):
         evaluate.elbo(model, x)
     with pytest.raises(ValueError, match=r"`x\[1\]` must lie in 0..2"):
         evaluate.elbo_terms(model, (x, LABELS + 1))

@@ -225,6 +225,24 @@ def labels(name: str, y, num_images: int, num_classes: int | None = None) -> np.
     return y
 
 
+def image_label_pair(name: str, inputs, fix: str):
+    """A ConditionalVAE's `x`, (images, labels) or {"images": ..., "labels": ...}, split for checking.
+
+    Returns ((images_name, labels_name), (images, labels)), the names as an error should
+    show them (`x[0]`, `x['labels']`...). Anything else raises TypeError naming `name` and
+    ending with `fix`, the call that would work.
+    """
+    if isinstance(inputs, dict):
+        missing = {"images", "labels"} - set(inputs)
+        if missing:
+            raise ValueError(f"`{name}` must have the keys 'images' and 'labels'; it lacks {sorted(missing)}.")
+        return (f"{name}['images']", f"{name}['labels']"), (inputs["images"], inputs["labels"])
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return (f"{name}[0]", f"{name}[1]"), tuple(inputs)
+    raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or {{'images': ..., 'labels': ...}}, "
+                    f"got {type(inputs).__name__}: {fix}")
+
+
 def scores(name: str, values) -> np.ndarray:
     """Check per-example scores (e.g. anomaly scores): a non-empty real 1-D array, (n,) or (n, 1), all finite; as float64."""
     if isinstance(values, (str, bytes)) or values is None:

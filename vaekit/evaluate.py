@@ -64,15 +64,12 @@ def _vae_images(vae, x) -> np.ndarray:
 
 def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]:
     """`x` = (images, labels) or {"images": ..., "labels": ...} checked for the conditional `vae`."""
-    if isinstance(x, dict) and {"images", "labels"} <= set(x):
-        x = (x["images"], x["labels"])
-    if not isinstance(x, (tuple, list)) or len(x) != 2:
-        raise TypeError(f"`x` for a ConditionalVAE must be (images, labels) or {{'images': ..., 'labels': ...}}, "
-                        f"got {type(x).__name__}: its ELBO is that of log p(x | y), so it needs each image's "
-                        "label, e.g. `evaluate.elbo(model, (x_test, y_test))`.")
+    names, (images, labels) = checks.image_label_pair(
+        "x", x, fix="its ELBO is that of log p(x | y), so it needs each image's label, "
+                    "e.g. `evaluate.elbo(model, (x_test, y_test))`.")
     shape = tuple(vae.encoder.input_shape[0][1:]) if is_functional(vae.encoder) else None
-    images = checks.images("x[0]", x[0], value_range=PIXEL_RANGE, shape=shape)
-    return images, checks.labels("x[1]", x[1], len(images), vae.num_classes)
+    images = checks.images(names[0], images, value_range=PIXEL_RANGE, shape=shape)
+    return images, checks.labels(names[1], labels, len(images), vae.num_classes)
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """`prediction.csv`: originals and reconstructions, one row per image.
 
 Columns: `row_id` (0..N-1), then for each pixel k the pair `orig_px{k}`, `recon_px{k}`,
-interleaved in that order, values in [0, 1] (seed-001's format).
+interleaved in that order, values in [0, 1] (the format of the tutorial's fully connected autoencoder).
 """
 
 from __future__ import annotations

@@ -58,9 +58,9 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
 
     Encoder Conv(32, s2)-Conv(64, s2)-Flatten-Dense(hidden_units)-(z_mean, z_log_var)-Sampling;
     decoder Dense(7*7*64)-Reshape-ConvT(64, s2)-ConvT(32, s2)-ConvT(channels, sigmoid).
-    Defaults give 69,076 + 65,089 = 134,165 parameters. `hidden_units=128` is seed-003's
+    Defaults give 69,076 + 65,089 = 134,165 parameters. `hidden_units=128` is the ablation study's
     ablation model; `input_shape=(32, 32, 3), hidden_units=1024, latent_dim=200` is
-    seed-004's SVHN model. `beta` and `reconstruction` go to `VAE`.
+    the CNN-VAE report's SVHN model. `beta` and `reconstruction` go to `VAE`.
     Train with Adam 1e-3, batch 128, 20 epochs.
     """
     height, width, channels = input_shape
@@ -90,7 +90,7 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
 def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder") -> keras.Model:
     """A VAE's own layers as a plain autoencoder: x -> z_mean -> decoder, no sampling, no KL.
 
-    The like-for-like baseline of seed-003: compile it with `reconstruction_loss` and the
+    The like-for-like baseline of the ablation study: compile it with `reconstruction_loss` and the
     same optimizer, and the only difference from the VAE is the noise and the KL term.
     The layers are shared with `vae`, not copied. The log-variance head is left out, so
     the optimizer does not look for gradients it can never have. `vae.encoder` must be

@@ -9,8 +9,8 @@
 * `fit_resumable` is `fit` that can be stopped and started again: one folder per run,
   saved after every epoch by `RunCheckpoint`.
 * `fit_on_device` is `fit` with a whole epoch compiled into one program on JAX. The
-  seed-000 VAE is small: on a GPU one training step is a fraction of a millisecond of
-  arithmetic, and `model.fit` spends most of an epoch *between* steps (slicing each
+  keras.io example's VAE is small: on a GPU one training step is a fraction of a
+  millisecond of arithmetic, and `model.fit` spends most of an epoch *between* steps (slicing each
   batch from NumPy, copying it to the device, one dispatch per batch, callbacks). On
   JAX it copies the training data to the device once and compiles one epoch (shuffle
   on the device, then `jax.lax.scan` over the batches of Keras' own `train_step`): one
@@ -170,19 +170,10 @@ class ConditionalVAE(cvae.ConditionalVAE, VAE):
         return x, validation_data
 
     def _checked_inputs(self, name: str, inputs):
-        if isinstance(inputs, dict):
-            missing = {"images", "labels"} - set(inputs)
-            if missing:
-                raise ValueError(f"`{name}` must have the keys 'images' and 'labels'; it lacks {sorted(missing)}.")
-            names, (images, labels) = (f"{name}['images']", f"{name}['labels']"), (inputs["images"], inputs["labels"])
-        elif isinstance(inputs, (tuple, list)) and len(inputs) == 2:
-            names, (images, labels) = (f"{name}[0]", f"{name}[1]"), inputs
-        elif hasattr(inputs, "shape") or isinstance(inputs, (tuple, list)) or inputs is None:
-            raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or "
-                            f"{{'images': ..., 'labels': ...}}, got {type(inputs).__name__}: "
-                            "`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
-        else:
+        if not (isinstance(inputs, (dict, tuple, list)) or hasattr(inputs, "shape") or inputs is None):
             return inputs  # a dataset or generator: Keras reads it batch by batch
+        names, (images, labels) = checks.image_label_pair(
+            name, inputs, fix="`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
         shape = tuple(self.encoder.input_shape[0][1:]) if vae.is_functional(self.encoder) else None
         images = checks.batches(names[0], images, PIXEL_RANGE, shape)
         labels = checks.labels(names[1], labels, len(images), self.num_classes)
