@@ -332,6 +332,26 @@ def test_fit_resumable_refuses_an_autoencoders_bad_data_before_writing_anything(
     assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []
 
 
+@pytest.mark.parametrize("run_in_folder", [False, True])
+def test_fit_resumable_checks_the_data_once_and_fit_alone_still_checks(tmp_path, monkeypatch, run_in_folder):
+    from vaekit import checks
+
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
+    vae.compile(optimizer="adam")
+    x, x_val = tiny_images((4, 4, 1), n=8), tiny_images((4, 4, 1), n=4, seed=1)
+    checked = []
+    real_batches = checks.batches
+    monkeypatch.setattr(checks, "batches", lambda name, *args: checked.append(name) or real_batches(name, *args))
+    experiments.fit_resumable(vae, x, run_dir=tmp_path / "run" if run_in_folder else None, epochs=1,
+                              validation_data=(x_val,), verbose=0)
+    assert checked == ["x", "validation_data[0]"]  # not again by fit, nor by the validation's evaluate
+    checked.clear()
+    vae.fit(x, epochs=1, validation_data=(x_val,), verbose=0)
+    assert checked == ["x", "validation_data[0]"]
+    with pytest.raises(ValueError, match="`x` values must lie in"):
+        vae.fit(x * 255, epochs=1, verbose=0)
+
+
 def test_vae_predict_checks_its_images_as_fit_does():
     vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
     with pytest.raises(ValueError, match=r"`x` values must lie in \[0.0, 1.0\].*Divide 0-255"):

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -66,12 +67,22 @@ class ChecksItsData:
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, after checking `x` (`y`) and `validation_data` (see `check_data`)."""
         bound = inspect.signature(super().fit).bind(*args, **kwargs)
-        self._check_arguments(bound.arguments, with_validation=True)
-        self._data_checked = True  # fit's own validation calls `evaluate`: checked already
-        try:
+        with self._checking() as unchecked:
+            if unchecked:
+                self._check_arguments(bound.arguments, with_validation=True)
             return super().fit(*bound.args, **bound.kwargs)
+
+    @contextlib.contextmanager
+    def _checking(self):
+        # Yields whether the data still needs its check: within a call that checked it, it does
+        # not (fit's validation runs `evaluate`; `fit_resumable` checks before writing any file,
+        # then calls `fit`).
+        outer = getattr(self, "_data_checked", False)
+        self._data_checked = True
+        try:
+            yield not outer
         finally:
-            self._data_checked = False
+            self._data_checked = outer
 
     def evaluate(self, *args, **kwargs):
         """`keras.Model.evaluate`, after checking `x` (and `y`) as `fit` does."""
@@ -317,13 +328,19 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     epochs = checks.positive_int("epochs", epochs)
     if "initial_epoch" in fit_kwargs:
         raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
-    if hasattr(model, "check_data"):  # a vaekit.VAE or Autoencoder: refuse bad data before any file is written
+    if not hasattr(model, "check_data"):  # a plain keras.Model: nothing to check
+        return _fit_in_folder(model, x, y, run_dir, epochs, config, fit_kwargs)
+    with model._checking():  # a vaekit.VAE or Autoencoder: checked here, before any file is written, not in fit
         same_targets = y is x  # fit(x, x): the targets are the inputs, checked once
         x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
         if hasattr(model, "check_targets"):  # an Autoencoder's y
             y = x if same_targets else model.check_targets(y)
         if validation_data is not None:
             fit_kwargs["validation_data"] = validation_data
+        return _fit_in_folder(model, x, y, run_dir, epochs, config, fit_kwargs)
+
+
+def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) -> dict[str, list[float]]:
     if run_dir is None:
         return model.fit(x, y, epochs=epochs, **fit_kwargs).history
     run_dir = _run_folder(run_dir)
