@@ -28,7 +28,7 @@ from vaekit.vae import Sampling
 
 
 def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
-    """Seed-000's convolutional autoencoder (MaxPool down, UpSampling up).
+    """The AE-vs-VAE report's convolutional autoencoder (MaxPool down, UpSampling up).
 
     Encoder Conv(32)-Pool-Conv(32)-Pool to a 7x7x32 code, decoder Conv(32)-Up-Conv(32)-Up
     -Conv(1, sigmoid); 3x3 kernels, ReLU, "same" padding. 28,353 parameters by default.
@@ -54,7 +54,7 @@ def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
 
 def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1), filters=(32, 64),
              seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce") -> VAE:
-    """Seed-000's convolutional VAE, the keras.io example's architecture.
+    """The AE-vs-VAE report's convolutional VAE, the keras.io example's architecture.
 
     Encoder Conv(32, s2)-Conv(64, s2)-Flatten-Dense(hidden_units)-(z_mean, z_log_var)-Sampling;
     decoder Dense(7*7*64)-Reshape-ConvT(64, s2)-ConvT(32, s2)-ConvT(channels, sigmoid).
@@ -102,7 +102,7 @@ def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder")
 
 
 def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: int = 48) -> keras.Model:
-    """Seed-001's fully connected autoencoder (the Keras one).
+    """The tutorial's fully connected autoencoder (the Keras one).
 
     784-144(relu)-72(relu)-48(tanh) and back 72(tanh)-144(tanh)-784(sigmoid);
     254,704 parameters by default. Train with MSE, Adam 1.5e-3, batch 300, 12 epochs.
@@ -126,7 +126,7 @@ def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: 
 
 
 def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_dim: int = 64) -> keras.Model:
-    """Seed-001's PyTorch `fcn_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
+    """The tutorial's PyTorch `fcn_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
 
     12288-1024-256-64 (ReLU throughout, the code included) and back 256-1024-12288 (tanh);
     25,737,792 parameters by default. The reconstruction error is the anomaly score.
@@ -149,7 +149,7 @@ def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_di
 
 
 def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> keras.Model:
-    """Seed-001's PyTorch `conv_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
+    """The tutorial's PyTorch `conv_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
 
     Conv(12, 4, s2)-Conv(24, 4, s2)-Conv(48, 4, s2) down to 8x8x48, mirrored transposed
     convolutions up, ReLU, tanh output; 47,355 parameters by default. PyTorch's
@@ -174,11 +174,11 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> k
 def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, input_shape=(28, 28, 1),
            seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce", kl_warmup_steps: int = 0,
            free_bits: float = 0.0) -> VAE:
-    """Seed-002's fully connected VAE.
+    """The MSE-vs-KL project's fully connected VAE.
 
     Encoder 784-hidden_units(relu)-(z_mean, z_log_var); decoder latent-hidden_units(relu)
-    -784(sigmoid). Seed-002 leaves the sizes open; the defaults (400, 20) are those of
-    PyTorch's examples/vae, 652,824 parameters. Seed-002 trains with
+    -784(sigmoid). The project leaves the sizes open; the defaults (400, 20) are those of
+    PyTorch's examples/vae, 652,824 parameters. The project trains with
     `reconstruction="mse"`, once with `beta=0` (an autoencoder) and once with `beta=1`;
     Adam 1e-3, batch 128, 50 epochs.
 
