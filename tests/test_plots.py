@@ -47,6 +47,14 @@ def test_plot_history_draws_train_and_validation_per_metric():
     assert all(len(ax.get_lines()) == 2 for ax in fig.axes)
 
 
+def test_plot_history_marks_epochs_of_short_runs_and_takes_a_log_epoch_axis():
+    short = plots.plot_history({"loss": [3.0, 2.0, 1.0]})
+    assert short.axes[0].get_lines()[0].get_marker() == "." and short.axes[0].get_xscale() == "linear"
+    long = plots.plot_history({"loss": np.linspace(3, 1, 500), "val_loss": np.linspace(4, 2, 500)}, logx=True)
+    assert [line.get_marker() for line in long.axes[0].get_lines()] == ["None", "None"]
+    assert long.axes[0].get_xscale() == "log"
+
+
 def test_project_2d_keeps_2d_codes_and_uses_pca_beyond():
     z2 = np.random.default_rng(0).standard_normal((50, 2))
     coords, names = plots.project_2d(z2)

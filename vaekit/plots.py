@@ -69,18 +69,23 @@ def plot_image_grid(images, ncols: int | None = None, title: str | None = None, 
 
 
 def plot_history(history, keys: Sequence[str] | None = None, title: str | None = None,
-                 ylabel: str = "loss", logy: bool = False, path=None):
-    """Training and validation curves, one panel per metric (loss, reconstruction, KL)."""
+                 ylabel: str = "loss", logy: bool = False, logx: bool = False, path=None):
+    """Training and validation curves, one panel per metric (loss, reconstruction, KL).
+
+    A dot marks each epoch up to 100 epochs; longer runs are drawn as lines. `logx`
+    spreads the first epochs of a long run over the axis (epoch 1 to 10 as wide as 100 to 1,000).
+    """
     logs = history.history if hasattr(history, "history") else dict(history)
     keys = keys or [k for k in logs if not k.startswith("val_")]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         epochs = np.arange(1, len(logs[key]) + 1)
-        ax.plot(epochs, logs[key], marker=".", label="train")
+        marker = "." if len(epochs) <= 100 else None
+        ax.plot(epochs, logs[key], marker=marker, label="train")
         if f"val_{key}" in logs:
-            ax.plot(epochs, logs[f"val_{key}"], marker=".", label="validation")
+            ax.plot(epochs, logs[f"val_{key}"], marker=marker, label="validation")
         ax.legend()
-    return _finish_curves(fig, axes[0], [key.replace("_", " ") for key in keys], ylabel, logy, title, path)
+    return _finish_curves(fig, axes[0], [key.replace("_", " ") for key in keys], ylabel, logy, title, path, logx)
 
 
 def project_2d(z) -> tuple[np.ndarray, tuple[str, str]]:
@@ -394,12 +399,15 @@ def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss
     return _finish_curves(fig, axes[0], titles, ylabel, logy, title, path)
 
 
-def _finish_curves(fig, axes, titles, ylabel, logy, title, path):
+def _finish_curves(fig, axes, titles, ylabel, logy, title, path, logx=False):
     """The axes of a row of per-epoch curves: titles, whole-epoch ticks, y label on the first."""
     for i, (ax, panel_title) in enumerate(zip(axes, titles)):
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if logx:
+            ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(ylabel if i == 0 else "")
         if logy:
             ax.set_yscale("log")
