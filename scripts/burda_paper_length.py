@@ -1,11 +1,11 @@
 """Train notebook 08's VAE at Burda et al.'s length, 3,280 epochs, resuming wherever it stopped.
 
-The run takes hours on a CPU (about 5 s an epoch on one quiet core), so it goes on in the
-background, over several sittings and machines if need be. Its folder,
-`runs/08_burda_vae_paper_length/`, holds the last finished epoch in `checkpoint.npz` (weights
-and optimizer state, about 5 MB), which is committed while the run is unfinished so that any
-checkout carries it on; `history.csv` is the log of every finished epoch. Once all 3,280 epochs
-are done, notebook 08 loads the finished run from that folder.
+The run takes hours on a CPU (3-5 s an epoch on one core of a 2-core machine), so it can
+go on in the background, over several sittings: its folder,
+`runs/08_burda_vae_paper_length/`, holds the last finished epoch in `checkpoint.npz`
+(weights and optimizer state, about 7 MB, not committed) and `history.csv`, the log of
+every finished epoch (committed). Notebook 08 trains through the same folder, so a run
+finished here is only loaded there, and a run stopped in either goes on in the other.
 
     python scripts/burda_paper_length.py              # go on from the last finished epoch
     python scripts/burda_paper_length.py --epochs 600 # stop after epoch 600 (extend later)
