@@ -27,6 +27,16 @@ def test_notebooks_and_readme_agree_with_pyproject():
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_every_notebook_has_one_colab_badge_and_one_install_cell(notebook):
+    cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
+    badges = [i for i, cell in enumerate(cells) if "colab-badge" in cell.source]
+    installs = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and '"pip", "install"' in cell.source]
+    assert badges == [0], f"{notebook}: Colab badges in cells {badges}"
+    assert len(installs) == 1 and cells[installs[0]].id == sync_notebooks.INSTALL_CELL_ID, (
+        f"{notebook}: install cells {installs}")
+
+
 @pytest.fixture
 def fork(tmp_path):
     """A copy of the repository's pyproject, README and two notebooks, re-pointed at FORK."""
