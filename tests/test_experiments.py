@@ -213,3 +213,39 @@ def test_fit_resumable_without_a_folder_is_plain_fit(tmp_path, monkeypatch):
     history = _fit(_tiny_vae(), None, 2)
     assert len(history["loss"]) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def _checkout_with_a_table(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "vaekit"\n')
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "figures").mkdir()
+    pd.DataFrame({"run": ["a", "b", "a"], "seed": [0, 1, 2], "recon_nats": [75.0, 74.5, 74.9]}).to_csv(
+        tmp_path / "figures" / "runs_table.csv", index=False)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    for variable in ("VAEKIT_QUICK", "VAEKIT_EPOCHS", "VAEKIT_OUTPUT_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_recorded_runs_reads_the_checkouts_table_and_keeps_the_rows_asked_for(tmp_path, monkeypatch):
+    _checkout_with_a_table(tmp_path, monkeypatch)
+    rows = experiments.recorded_runs("runs_table", run="a")
+    assert list(rows["seed"]) == [0, 2] and list(rows.index) == [0, 1]
+    assert len(experiments.recorded_runs("runs_table")) == 3
+    with pytest.raises(ValueError, match="`dataset` is not a column.*'recon_nats'"):
+        experiments.recorded_runs("runs_table", dataset="MNIST")
+
+
+@pytest.mark.parametrize("variable, value", [("VAEKIT_QUICK", "1"), ("VAEKIT_EPOCHS", "2")])
+def test_recorded_runs_are_not_pooled_with_a_quick_or_shortened_run(tmp_path, monkeypatch, capsys, variable, value):
+    _checkout_with_a_table(tmp_path, monkeypatch)
+    monkeypatch.setenv(variable, value)
+    assert experiments.recorded_runs("runs_table", run="a").empty
+    assert "not pooled" in capsys.readouterr().out
+
+
+def test_recorded_runs_outside_a_checkout_or_of_a_missing_table_are_empty(tmp_path, monkeypatch, capsys):
+    _checkout_with_a_table(tmp_path, monkeypatch)
+    assert experiments.recorded_runs("no_such_table").empty
+    assert "no_such_table.csv is not here" in capsys.readouterr().out
+    (tmp_path / "pyproject.toml").unlink()  # the same files, but not a vaekit checkout
+    assert experiments.recorded_runs("runs_table").empty

@@ -220,6 +220,31 @@ def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4
     return frame
 
 
+def recorded_runs(table: str, **where) -> pd.DataFrame:
+    """Rows of a results table that this repository's full-length runs committed: `figures/<table>.csv`.
+
+    A notebook pools them with its own runs to measure the spread over every run of one
+    configuration, e.g. `recorded_runs("seed_check_runs", run="seed-003-vae-d16")`; `where`
+    keeps the rows whose columns equal the values given. The table is empty, and the reason
+    printed, outside a vaekit checkout (a notebook copied to Colab), where the file is missing,
+    and in a quick or shortened run, whose own numbers are not comparable with full-length ones.
+    """
+    if _run_mode() != "full":
+        print(f"{table}: recorded full-length runs are not pooled with a {_run_mode()} run")
+        return pd.DataFrame()
+    root = _full_run_root()
+    path = root / "figures" / f"{table}.csv"
+    if not _is_vaekit_checkout(root) or not path.is_file():
+        print(f"{_io.shown(path)} is not here (a copy outside the repository?): only this notebook's runs are used")
+        return pd.DataFrame()
+    frame = pd.read_csv(path)
+    for column, value in where.items():
+        if column not in frame.columns:
+            raise ValueError(f"`{column}` is not a column of {_io.shown(path)}; its columns are {list(frame.columns)}.")
+        frame = frame[frame[column] == value]
+    return frame.reset_index(drop=True)
+
+
 def _backend_version(backend: str) -> str:
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
     if module is None:
