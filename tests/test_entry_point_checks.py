@@ -405,7 +405,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     wider = vaekit.conv_autoencoder(input_shape=(8, 8, 1), filters=6)
     wider.compile(optimizer="adam", loss="mse")
     try:
-        experiments.fit_resumable(wider, x, x, run_dir=folder + "/run", epochs=3, verbose=0)
+        experiments.fit_resumable(wider, x, x, run_dir=folder + "/run", epochs=3, batch_size=8, verbose=0)
     except ValueError as error:
         print("OTHER MODEL", "another model" in str(error))
     print("EPOCHS", len(history["loss"]))

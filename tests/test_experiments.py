@@ -1,5 +1,6 @@
 """Quick mode, epoch caps, output folders, results tables and resumable runs."""
 
+import json
 import os
 
 import keras
@@ -249,3 +250,18 @@ def test_recorded_runs_outside_a_checkout_or_of_a_missing_table_are_empty(tmp_pa
     assert "no_such_table.csv is not here" in capsys.readouterr().out
     (tmp_path / "pyproject.toml").unlink()  # the same files, but not a vaekit checkout
     assert experiments.recorded_runs("runs_table").empty
+
+
+def test_fit_resumable_without_a_config_records_the_training_settings(tmp_path):
+    run_dir = tmp_path / "run"
+    experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=1, batch_size=16, verbose=0)
+    settings = json.loads((run_dir / "config.json").read_text())
+    assert settings["optimizer"] == "Adam" and settings["batch_size"] == 16 and settings["train_examples"] == 32
+    assert settings["learning_rate"] == pytest.approx(1e-2)
+    experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=2, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="another config"):  # the same model, another batch size
+        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=8, verbose=0)
+    slower = _tiny_vae()
+    slower.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match="another config"):  # another learning rate
+        experiments.fit_resumable(slower, RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=16, verbose=0)

@@ -316,9 +316,11 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
         run_dir: the run's folder, created if needed; `None` is plain `fit`, nothing saved.
         epochs: the total number of epochs, counting those done before a stop. A run
             may be extended (asked for more epochs later), never cut back.
-        config: what defines the run (JSON-able: sizes, β, data...). It is written to
-            `config.json` on the first call and must be equal on every later one, so a
-            folder is never resumed with a different model.
+        config: what defines the run beside the model (JSON-able: the data, the seed...).
+            Without it, `run_settings` derives one from the model and the fit arguments:
+            the optimizer, its learning rate, the batch size, the number of training
+            examples. It is written to `config.json` on the first call and must be equal
+            on every later one, so a folder is never resumed with other settings.
         **fit_kwargs: passed to `fit` (`batch_size`, `validation_data`, `verbose`,
             `callbacks`...); not `initial_epoch`, which the folder decides.
 
@@ -345,7 +347,7 @@ def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) 
         return model.fit(x, y, epochs=epochs, **fit_kwargs).history
     run_dir = _run_folder(run_dir)
     with _runfolder.RunLock(run_dir) as lock:  # one writer per folder; released on any exit, Ctrl-C included
-        _check_run_config(run_dir / "config.json", config)
+        _check_run_config(run_dir / "config.json", run_settings(model, x, fit_kwargs) if config is None else config)
         checkpoint = RunCheckpoint(run_dir, lock=lock)
         done = checkpoint.restore(model)
         if done > epochs:
@@ -477,6 +479,22 @@ def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list]:
                        "from epoch 1, or put back a good copy if you keep one.")
         raise _runfolder.damaged(path, error, way_out) from error
     return record, weights, optimizer_values
+
+
+def run_settings(model: keras.Model, x, fit_kwargs: Mapping) -> dict:
+    """A run's training settings, read from the model and `fit`'s arguments: `fit_resumable`'s default config.
+
+    The optimizer's class and learning rate (a schedule as its config), the batch size and,
+    for an array, the number of training examples. The model's own config (sizes, β, the
+    sampling seed) is not repeated: the checkpoint records it and refuses another model.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    settings = {"optimizer": None if optimizer is None else type(optimizer).__name__,
+                "learning_rate": None if optimizer is None else optimizer.get_config().get("learning_rate"),
+                "batch_size": fit_kwargs.get("batch_size")}
+    if hasattr(x, "shape"):
+        settings["train_examples"] = int(x.shape[0])
+    return json.loads(json.dumps(settings, default=repr))
 
 
 def _run_folder(run_dir: str | os.PathLike) -> Path:
