@@ -21,7 +21,7 @@ import pytest
 
 import vaekit
 from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
-from vaekit import evaluate, experiments, export
+from vaekit import evaluate, export, training
 
 AUTOENCODERS = ["conv_autoencoder", "fc_autoencoder", "fcn_autoencoder", "strided_conv_autoencoder"]
 TANH = {"fcn_autoencoder", "strided_conv_autoencoder"}
@@ -283,7 +283,7 @@ def test_a_checkpoint_that_cannot_be_written_names_it_and_keeps_the_last_one(tmp
     vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
     vae.compile(optimizer="adam")
     x = tiny_images((4, 4, 1), n=8)
-    experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
     before = (tmp_path / "run" / "checkpoint.npz").read_bytes()
 
     def disk_full(*args, **kwargs):
@@ -291,7 +291,7 @@ def test_a_checkpoint_that_cannot_be_written_names_it_and_keeps_the_last_one(tmp
 
     monkeypatch.setattr(np, "savez", disk_full)
     with pytest.raises(OSError, match=rf"cannot write {tmp_path / 'run' / 'checkpoint.npz'}: No space left"):
-        experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=2, verbose=0)
+        training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=2, verbose=0)
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == before
     assert not (tmp_path / "run" / "run.lock").exists()  # released on the way out
 
@@ -326,9 +326,9 @@ def test_fit_resumable_refuses_an_autoencoders_bad_data_before_writing_anything(
     model.compile(optimizer="adam", loss="mse")
     x = tiny_images((8, 8, 1)) * 255
     with pytest.raises(ValueError, match="`x` values must lie in"):
-        experiments.fit_resumable(model, x, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+        training.fit_resumable(model, x, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"`y` must hold images of shape \(8, 8, 1\)"):
-        experiments.fit_resumable(model, x / 255, x[:, :4] / 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
+        training.fit_resumable(model, x / 255, x[:, :4] / 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
     assert not (tmp_path / "run").exists() or list((tmp_path / "run").iterdir()) == []
 
 
@@ -342,8 +342,8 @@ def test_fit_resumable_checks_the_data_once_and_fit_alone_still_checks(tmp_path,
     checked = []
     real_batches = checks.batches
     monkeypatch.setattr(checks, "batches", lambda name, *args: checked.append(name) or real_batches(name, *args))
-    experiments.fit_resumable(vae, x, run_dir=tmp_path / "run" if run_in_folder else None, epochs=1,
-                              validation_data=(x_val,), verbose=0)
+    training.fit_resumable(vae, x, run_dir=tmp_path / "run" if run_in_folder else None, epochs=1,
+                           validation_data=(x_val,), verbose=0)
     assert checked == ["x", "validation_data[0]"]  # not again by fit, nor by the validation's evaluate
     checked.clear()
     vae.fit(x, epochs=1, validation_data=(x_val,), verbose=0)
@@ -387,13 +387,13 @@ BACKEND_SCRIPT = textwrap.dedent("""
     import sys
     import keras, numpy as np
     import vaekit
-    from vaekit import experiments
+    from vaekit import training
 
     folder = sys.argv[1]
     x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
     model = vaekit.conv_autoencoder(input_shape=(8, 8, 1), filters=4)
     model.compile(optimizer="adam", loss="mse")
-    history = experiments.fit_resumable(model, x, x, run_dir=folder + "/run", epochs=2, batch_size=8, verbose=0)
+    history = training.fit_resumable(model, x, x, run_dir=folder + "/run", epochs=2, batch_size=8, verbose=0)
     try:
         model.fit(x * 255, x * 255, epochs=1, verbose=0)
     except ValueError as error:
@@ -405,7 +405,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     wider = vaekit.conv_autoencoder(input_shape=(8, 8, 1), filters=6)
     wider.compile(optimizer="adam", loss="mse")
     try:
-        experiments.fit_resumable(wider, x, x, run_dir=folder + "/run", epochs=3, batch_size=8, verbose=0)
+        training.fit_resumable(wider, x, x, run_dir=folder + "/run", epochs=3, batch_size=8, verbose=0)
     except ValueError as error:
         print("OTHER MODEL", "another model" in str(error))
     print("EPOCHS", len(history["loss"]))

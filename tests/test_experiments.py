@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaekit import experiments
+from vaekit import experiments, training
 
 
 def test_quick_mode_follows_environment(monkeypatch):
@@ -110,8 +110,8 @@ RESUMABLE_X = np.random.default_rng(0).random((32, 4, 4, 1)).astype("float32")  
 
 
 def _fit(model, run_dir, epochs, config=None, **kwargs):
-    return experiments.fit_resumable(model, RESUMABLE_X, run_dir=run_dir, epochs=epochs, config=config or {"d": 2},
-                                     batch_size=16, verbose=0, **kwargs)
+    return training.fit_resumable(model, RESUMABLE_X, run_dir=run_dir, epochs=epochs, config=config or {"d": 2},
+                                  batch_size=16, verbose=0, **kwargs)
 
 
 def test_fit_resumable_resumes_at_the_first_unfinished_epoch(tmp_path):
@@ -180,10 +180,10 @@ def test_fit_resumable_refuses_a_run_dir_that_is_a_file(tmp_path):
 
 def test_fit_resumable_checks_the_data_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match=r"`x` values must lie in \[0.0, 1.0\].*`x / 255`"):
-        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X * 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
+        training.fit_resumable(_tiny_vae(), RESUMABLE_X * 255, run_dir=tmp_path / "run", epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"`validation_data\[0\]` contains NaN"):
-        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=tmp_path / "run", epochs=1, verbose=0,
-                                  validation_data=(np.full_like(RESUMABLE_X, np.nan),))
+        training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=tmp_path / "run", epochs=1, verbose=0,
+                               validation_data=(np.full_like(RESUMABLE_X, np.nan),))
     assert not (tmp_path / "run").exists()
 
 
@@ -254,14 +254,14 @@ def test_recorded_runs_outside_a_checkout_or_of_a_missing_table_are_empty(tmp_pa
 
 def test_fit_resumable_without_a_config_records_the_training_settings(tmp_path):
     run_dir = tmp_path / "run"
-    experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=1, batch_size=16, verbose=0)
+    training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=1, batch_size=16, verbose=0)
     settings = json.loads((run_dir / "config.json").read_text())
     assert settings["optimizer"] == "Adam" and settings["batch_size"] == 16 and settings["train_examples"] == 32
     assert settings["learning_rate"] == pytest.approx(1e-2)
-    experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=2, batch_size=16, verbose=0)
+    training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=2, batch_size=16, verbose=0)
     with pytest.raises(ValueError, match="another config"):  # the same model, another batch size
-        experiments.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=8, verbose=0)
+        training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=8, verbose=0)
     slower = _tiny_vae()
     slower.compile(optimizer=keras.optimizers.Adam(1e-3))
     with pytest.raises(ValueError, match="another config"):  # another learning rate
-        experiments.fit_resumable(slower, RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=16, verbose=0)
+        training.fit_resumable(slower, RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=16, verbose=0)

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from tiny import ROOT
-from vaekit import _io, experiments, models
+from vaekit import _io, models, training
 
 EPOCHS = 6
 CONFIG = {"purpose": "kill test", "hidden_units": 512}
@@ -33,7 +33,7 @@ CONFIG = {"purpose": "kill test", "hidden_units": 512}
 SCRIPT = textwrap.dedent("""
     import json, sys, time
     import keras, numpy as np
-    from vaekit import experiments, models
+    from vaekit import models, training
 
     keras.utils.set_random_seed(0)
     # 512 hidden units: a checkpoint of about 10 MB, so that saving takes long enough to be caught.
@@ -41,9 +41,9 @@ SCRIPT = textwrap.dedent("""
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     x = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")
     slow = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: time.sleep(0.015))
-    history = experiments.fit_resumable(vae, x, run_dir=sys.argv[1], epochs=int(sys.argv[2]),
-                                        config=json.loads(sys.argv[3]), batch_size=8, verbose=0,
-                                        callbacks=[slow])
+    history = training.fit_resumable(vae, x, run_dir=sys.argv[1], epochs=int(sys.argv[2]),
+                                     config=json.loads(sys.argv[3]), batch_size=8, verbose=0,
+                                     callbacks=[slow])
     print("RESULTS" + json.dumps({"history": history,
                                   "weight_sums": [float(np.sum(np.asarray(w, "float64"))) for w in vae.get_weights()]}))
 """)
@@ -135,8 +135,8 @@ def test_finished_run_loads_in_another_process_with_finite_weights(killed_and_re
     keras.utils.set_random_seed(5)  # other initial weights than the killed runs'
     vae = models.fc_vae(input_shape=(28, 28, 1), latent_dim=2, hidden_units=512, seed=1)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = experiments.fit_resumable(vae, np.zeros((8, 28, 28, 1), "float32"), run_dir=run_dir,
-                                        epochs=EPOCHS, config=CONFIG, verbose=0)
+    history = training.fit_resumable(vae, np.zeros((8, 28, 28, 1), "float32"), run_dir=run_dir,
+                                     epochs=EPOCHS, config=CONFIG, verbose=0)
     assert history == results["history"]
     weights = vae.get_weights()
     assert all(np.all(np.isfinite(w)) for w in weights)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import vaekit
-from vaekit import experiments, training
+from vaekit import training
 
 X = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
 
@@ -29,7 +29,7 @@ def tiny_vae(beta=1.0, hidden_units=8, latent_dim=2, seed=1):
 def train(run_dir, epochs=2, **kwargs):
     keras.utils.set_random_seed(0)
     vae = tiny_vae(**kwargs)
-    return vae, experiments.fit_resumable(vae, X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
+    return vae, training.fit_resumable(vae, X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def run_copy(finished_run, tmp_path):
 
 
 def resume(run_dir, epochs=2, **kwargs):
-    return experiments.fit_resumable(tiny_vae(**kwargs), X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
+    return training.fit_resumable(tiny_vae(**kwargs), X, run_dir=run_dir, epochs=epochs, batch_size=8, verbose=0)
 
 
 def test_the_previous_epochs_state_is_kept_beside_the_checkpoint(run_copy):
@@ -115,14 +115,14 @@ def test_every_single_flipped_byte_is_refused_or_changes_nothing(run_copy):
         checkpoint.write_bytes(bytes(flipped))
         vae = tiny_vae()
         try:
-            got = experiments.fit_resumable(vae, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
+            got = training.fit_resumable(vae, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
         except training.DamagedRunFileError as error:
             assert str(checkpoint) in str(error), position
             refused += 1
             continue
         if resume_weights is None:
             checkpoint.write_bytes(data)
-            experiments.fit_resumable(reference, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
+            training.fit_resumable(reference, X, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)
             resume_weights = reference.get_weights()
         assert got == history, position
         for a, b in zip(vae.get_weights(), resume_weights):
@@ -135,7 +135,7 @@ def test_a_damaged_config_json_is_named_with_what_to_do(run_copy, text):
     run_dir, _ = run_copy
     (run_dir / "config.json").write_text(text)
     with pytest.raises(training.DamagedRunFileError) as error:
-        experiments.fit_resumable(tiny_vae(), X, run_dir=run_dir, epochs=2, config={"purpose": "test"}, verbose=0)
+        training.fit_resumable(tiny_vae(), X, run_dir=run_dir, epochs=2, config={"purpose": "test"}, verbose=0)
     assert str(run_dir / "config.json") in str(error.value) and "delete it and run again" in str(error.value)
     assert "'purpose': 'test'" in str(error.value)
 
@@ -179,9 +179,9 @@ def test_a_plain_keras_autoencoder_folder_refuses_another_activation_whose_weigh
         model.compile(optimizer="adam", loss="mse")
         return model
 
-    experiments.fit_resumable(autoencoder("relu"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    training.fit_resumable(autoencoder("relu"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
     with pytest.raises(ValueError, match="activation: saved 'relu', given 'tanh'"):
-        experiments.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)
+        training.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)
 
 
 def test_an_unnamed_plain_keras_model_built_again_resumes(tmp_path):
@@ -196,5 +196,5 @@ def test_an_unnamed_plain_keras_model_built_again_resumes(tmp_path):
 
     first, second = autoencoder(), autoencoder()
     assert first.name != second.name
-    experiments.fit_resumable(first, X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
-    assert len(experiments.fit_resumable(second, X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)["loss"]) == 2
+    training.fit_resumable(first, X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    assert len(training.fit_resumable(second, X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)["loss"]) == 2

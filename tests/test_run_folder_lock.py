@@ -25,7 +25,7 @@ import pytest
 
 from tiny import ROOT
 import vaekit
-from vaekit import _io, _runfolder, experiments, training
+from vaekit import _io, _runfolder, training
 
 EPOCHS = 5
 CONFIG = {"purpose": "lock test"}
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     import json, os, sys, time
     import keras, numpy as np
     import vaekit
-    from vaekit import experiments
+    from vaekit import training
 
     run_dir, epochs, go_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     keras.utils.set_random_seed(0)
@@ -47,8 +47,8 @@ SCRIPT = textwrap.dedent("""
     print("READY", flush=True)
     while go_file != "-" and not os.path.exists(go_file):
         time.sleep(0.001)
-    history = experiments.fit_resumable(vae, x, run_dir=run_dir, epochs=epochs, config={"purpose": "lock test"},
-                                        batch_size=8, verbose=0, callbacks=[slow])
+    history = training.fit_resumable(vae, x, run_dir=run_dir, epochs=epochs, config={"purpose": "lock test"},
+                                     batch_size=8, verbose=0, callbacks=[slow])
     print("RESULTS" + json.dumps(history), flush=True)
 """)
 
@@ -207,7 +207,7 @@ def test_a_lock_held_by_a_live_process_refuses_and_says_who_holds_it(tmp_path):
         write_lock(tmp_path / "run", pid=holder.pid, command="python train.py")
         vae, x = tiny_run()
         with pytest.raises(training.RunFolderBusyError, match=rf"in use by process {holder.pid} .*python train\.py"):
-            experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+            training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
         assert not (tmp_path / "run" / "checkpoint.npz").exists()
     finally:
         holder.kill()
@@ -219,7 +219,7 @@ def test_a_lock_left_by_a_process_that_has_ended_is_taken_over(tmp_path):
     ended.wait()
     write_lock(tmp_path / "run", pid=ended.pid)
     vae, x = tiny_run()
-    history = experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    history = training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
     assert len(history["loss"]) == 1
     assert not (tmp_path / "run" / _runfolder.LOCK_NAME).exists()
 
@@ -230,7 +230,7 @@ def test_a_lock_whose_pid_now_belongs_to_a_newer_process_is_stale(tmp_path):
         pytest.skip("process start times come from /proc")
     write_lock(tmp_path / "run", pid=os.getpid(), started=time.time() - 10 * 24 * 3600)
     vae, x = tiny_run()
-    assert len(experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)["loss"]) == 1
+    assert len(training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)["loss"]) == 1
 
 
 def test_a_lock_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
@@ -238,7 +238,7 @@ def test_a_lock_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
     vae, x = tiny_run()
     lock = tmp_path / "run" / _runfolder.LOCK_NAME
     with pytest.raises(training.RunFolderBusyError, match=rf"'other-machine'.*delete {lock}"):
-        experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
+        training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
 
 
 def test_a_lock_file_that_was_never_written_blocks_only_briefly(tmp_path, monkeypatch):
@@ -248,21 +248,21 @@ def test_a_lock_file_that_was_never_written_blocks_only_briefly(tmp_path, monkey
     old = time.time() - 60
     os.utime(lock, (old, old))
     vae, x = tiny_run()
-    assert len(experiments.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)["loss"]) == 1
+    assert len(training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)["loss"]) == 1
 
 
 def test_a_run_whose_lock_was_taken_writes_nothing_more(tmp_path):
     run_dir = tmp_path / "run"
     vae, x = tiny_run()
-    experiments.fit_resumable(vae, x, run_dir=run_dir, epochs=1, verbose=0, batch_size=8)
+    training.fit_resumable(vae, x, run_dir=run_dir, epochs=1, verbose=0, batch_size=8)
     before = (run_dir / "checkpoint.npz").read_bytes()
 
     def take_lock(epoch, logs):  # as if the file were deleted by hand and another process took the folder
         write_lock(run_dir, pid=os.getpid(), token="another holder")
 
     with pytest.raises(training.RunFolderBusyError, match="no longer this process's"):
-        experiments.fit_resumable(vae, x, run_dir=run_dir, epochs=3, verbose=0, batch_size=8,
-                                  callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=take_lock)])
+        training.fit_resumable(vae, x, run_dir=run_dir, epochs=3, verbose=0, batch_size=8,
+                               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=take_lock)])
     assert (run_dir / "checkpoint.npz").read_bytes() == before
     assert json.loads((run_dir / _runfolder.LOCK_NAME).read_text())["token"] == "another holder"  # not removed
 

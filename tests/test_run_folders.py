@@ -153,7 +153,7 @@ def test_a_bad_epoch_cap_is_refused_before_any_folder_is_chosen(checkout, monkey
 # saved model under output_dir, and a model loaded from there when an earlier run left one.
 NOTEBOOK_LIKE = textwrap.dedent("""
     import keras, numpy as np
-    from vaekit import experiments
+    from vaekit import experiments, training
     from tiny import tiny_model
 
     EPOCHS = experiments.epochs(20)
@@ -163,8 +163,8 @@ NOTEBOOK_LIKE = textwrap.dedent("""
     vae = tiny_model("conv_vae")
     vae.compile(optimizer="adam")
     x = np.random.default_rng(0).random((16, 8, 8, 1)).astype("float32")
-    history = experiments.fit_resumable(vae, x, run_dir=RUN_DIR, config={"epochs": EPOCHS}, epochs=EPOCHS,
-                                        batch_size=8, verbose=0)
+    history = training.fit_resumable(vae, x, run_dir=RUN_DIR, config={"epochs": EPOCHS}, epochs=EPOCHS,
+                                     batch_size=8, verbose=0)
     (FIGURES / "03_conv_vae_loss.png").write_bytes(b"figure")
     model_path = experiments.output_dir("models") / "conv_autoencoder.keras"
     print("LOADED" if model_path.exists() else "TRAINED", len(history["loss"]))
