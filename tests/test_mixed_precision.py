@@ -133,7 +133,13 @@ SCRIPT = textwrap.dedent("""
                                                                    else {"hidden_units": (8,), "latent_dim": 2}))
             data = x
         model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
-        history = model.fit(data, data, epochs=3, batch_size=16, verbose=0).history
+        try:
+            history = model.fit(data, data, epochs=3, batch_size=16, verbose=0).history
+        except RuntimeError as error:  # PyTorch's CPU float16 kernels: some CPUs lack a convolution backward pass
+            if "slow_conv2d" not in str(error):
+                raise
+            results["autoencoders"][name] = {"unsupported": str(error).splitlines()[0]}
+            continue
         output = model.predict(data[:4], verbose=0)
         results["autoencoders"][name] = {"loss": history["loss"], "output": str(output.dtype),
                                          "optimizer": type(model.optimizer).__name__,
@@ -214,7 +220,8 @@ def test_models_saved_under_one_policy_reload_under_another(results, backend, po
         assert np.all(np.isfinite(row["reload_loss"])), where
     assert result["float32_reloaded"] == {"decoder_output": "float32", "max_difference": 0.0}
     for name, row in result["autoencoders"].items():
-        assert row["reload_max_difference"] == 0.0, f"{name} on {backend} under {policy}"
+        if "unsupported" not in row:  # not trained (see test_autoencoders_train_under_the_policy)
+            assert row["reload_max_difference"] == 0.0, f"{name} on {backend} under {policy}"
 
 
 @pytest.mark.parametrize("backend, policy", CASES)
@@ -231,6 +238,9 @@ def test_plots_and_fit_on_device_take_16_bit_outputs(results, backend, policy):
 def test_autoencoders_train_under_the_policy(results, backend, policy):
     for name, row in results(backend, policy)["autoencoders"].items():
         where = f"{name} on {backend} under {policy}"
+        if "unsupported" in row:  # only where PyTorch itself has no float16 kernel for it on this CPU
+            assert (backend, policy) == ("torch", "mixed_float16") and "slow_conv2d" in row["unsupported"], where
+            continue
         assert row["optimizer"] == ("LossScaleOptimizer" if policy == "mixed_float16" else "Adam"), where
         assert np.all(np.isfinite(row["loss"])) and row["loss"][-1] < row["loss"][0], f"{where}: {row['loss']}"
         assert row["output"] == compute_dtype(policy), where  # Keras' predict gives the last layer's dtype
