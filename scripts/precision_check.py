@@ -61,7 +61,7 @@ def float32_rows(root: Path) -> pd.DataFrame:
     rows = []
     test = pd.read_csv(figures / "03_conv_vae_test_loss.csv", index_col=0)["vaekit (this run)"]
     rows.append(dict(run="03_conv_vae", seed=0, recon_nats=test["reconstruction_loss"], kl_nats=test["kl_loss"],
-                     neg_elbo_nats=test["loss"], source="figures/03_conv_vae_test_loss.csv (runs/03_conv_vae)"))
+                     neg_elbo_nats=test["negative_elbo"], source="figures/03_conv_vae_test_loss.csv (runs/03_conv_vae)"))
     ablation = pd.read_csv(figures / "05_ablation_results.csv", index_col=0).loc["VAE d=16, β=1"]
     rows.append(dict(run="05_VAE_d16", seed=42, recon_nats=ablation["recon_nats"], kl_nats=ablation["kl_nats"],
                      neg_elbo_nats=ablation["neg_elbo_nats"],

@@ -489,8 +489,11 @@ def run_settings(model: keras.Model, x, fit_kwargs: Mapping) -> dict:
     sampling seed) is not repeated: the checkpoint records it and refuses another model.
     """
     optimizer = getattr(model, "optimizer", None)
+    learning_rate = None if optimizer is None else optimizer.get_config().get("learning_rate")
+    if isinstance(learning_rate, float):  # stored as float32: 1e-3 comes back as 0.0010000000474974513
+        learning_rate = float(str(np.float32(learning_rate)))
     settings = {"optimizer": None if optimizer is None else type(optimizer).__name__,
-                "learning_rate": None if optimizer is None else optimizer.get_config().get("learning_rate"),
+                "learning_rate": learning_rate,
                 "batch_size": fit_kwargs.get("batch_size")}
     if hasattr(x, "shape"):
         settings["train_examples"] = int(x.shape[0])
