@@ -330,16 +330,14 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     epochs = checks.positive_int("epochs", epochs)
     if "initial_epoch" in fit_kwargs:
         raise TypeError("fit_resumable takes no `initial_epoch`: it resumes at the run folder's last saved epoch.")
-    if not hasattr(model, "check_data"):  # a plain keras.Model: nothing to check
+    if not isinstance(model, ChecksItsData):  # a plain keras.Model: nothing to check
         return _fit_in_folder(model, x, y, run_dir, epochs, config, fit_kwargs)
     with model._checking():  # a vaekit.VAE or Autoencoder: checked here, before any file is written, not in fit
-        same_targets = y is x  # fit(x, x): the targets are the inputs, checked once
-        x, validation_data = model.check_data(x, fit_kwargs.get("validation_data"))
-        if hasattr(model, "check_targets"):  # an Autoencoder's y
-            y = x if same_targets else model.check_targets(y)
-        if validation_data is not None:
-            fit_kwargs["validation_data"] = validation_data
-        return _fit_in_folder(model, x, y, run_dir, epochs, config, fit_kwargs)
+        arguments = {"x": x, "y": y, "validation_data": fit_kwargs.get("validation_data")}
+        model._check_arguments(arguments, with_validation=True)  # the check `fit` makes
+        if arguments["validation_data"] is not None:
+            fit_kwargs["validation_data"] = arguments["validation_data"]
+        return _fit_in_folder(model, arguments["x"], arguments["y"], run_dir, epochs, config, fit_kwargs)
 
 
 def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) -> dict[str, list[float]]:
