@@ -335,6 +335,28 @@ def vae_using_latent_dims(used, latent_dim=4, seed=0):
     return vae
 
 
+@pytest.mark.parametrize("batch_size", [1, 7, 50, 500])
+def test_latent_means_are_the_encoders_first_output_whatever_the_batch_size(batch_size):
+    vae = vae_using_latent_dims((0, 2))
+    x = binary_images(50)
+    expected = vae.encoder.predict(x, verbose=0)[0]
+    means = evaluate.latent_means(vae, x, batch_size=batch_size)
+    assert isinstance(means, np.ndarray) and means.shape == (50, 4)
+    np.testing.assert_allclose(means, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("argument, value, error", [
+    ("vae", "a model", TypeError),
+    ("x", np.full((3, 28, 28, 1), 2.0, "float32"), ValueError),
+    ("batch_size", 0, ValueError),
+])
+def test_latent_means_rejects_bad_arguments(argument, value, error):
+    arguments = {"vae": vaekit.fc_vae(latent_dim=2, hidden_units=8), "x": binary_images(2), "batch_size": 10}
+    arguments[argument] = value
+    with pytest.raises(error, match=argument):
+        evaluate.latent_means(**arguments)
+
+
 @pytest.mark.parametrize("used", [(), (2,), (0, 3), (0, 1, 2, 3)])
 def test_active_units_counts_the_dimensions_whose_mean_varies_with_x(used):
     vae = vae_using_latent_dims(used)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -220,6 +221,18 @@ def test_setup_seeds_prints_the_run_and_returns_the_figures_folder(monkeypatch, 
     assert np.random.rand() == first  # seeded again: the same draw
     with pytest.raises(TypeError, match="`seed` must be an integer >= 0"):
         experiments.setup("3")
+
+
+def test_setup_drops_tensorflows_per_model_retracing_warning_and_nothing_else(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("VAEKIT_OUTPUT_DIR", str(tmp_path))
+    experiments.setup(0)
+    experiments.setup(0)  # a second call adds no second filter
+    logger = logging.getLogger("tensorflow")
+    assert sum(type(f).__name__ == "_PerModelRetracing" for f in logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+        logger.warning("some other TensorFlow warning")
+    assert [record.getMessage() for record in caplog.records] == ["some other TensorFlow warning"]
 
 
 def test_run_dir_lies_under_the_runs_folder_of_the_run(monkeypatch, tmp_path):

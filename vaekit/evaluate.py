@@ -131,6 +131,18 @@ def elbo(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[st
     return {name: float(values.mean()) for name, values in _elbo_terms(vae, x, batch_size, seed).items()}
 
 
+def latent_means(vae: VAE, x, batch_size: int = 500) -> np.ndarray:
+    """The encoder's means μ(x) for a batch of images, shape (n, latent_dim), as a NumPy array.
+
+    The encoder is called batch by batch rather than through `predict`, which compiles a
+    function per model: a notebook that encodes with many models would retrace.
+    """
+    x = _vae_images(vae, x)
+    batch_size = checks.positive_int("batch_size", batch_size)
+    return np.concatenate([ops.convert_to_numpy(vae.encoder(x[start:start + batch_size], training=False)[0])
+                           for start in range(0, len(x), batch_size)])
+
+
 def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) -> int:
     """How many latent dimensions the encoder actually uses on `x`.
 
@@ -139,11 +151,9 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     copies the prior for every image: it costs no KL and carries no information,
     which is why a larger `latent_dim` can leave the ELBO where it was.
     """
-    x = _vae_images(vae, x)
     threshold = checks.non_negative_float("threshold", threshold)
-    batch_size = checks.positive_int("batch_size", batch_size)
     # float64: under mixed precision the encoder gives bfloat16 or float16 arrays, too coarse for a variance.
-    z_mean = np.asarray(vae.encoder.predict(x, batch_size=batch_size, verbose=0)[0], dtype=np.float64)
+    z_mean = latent_means(vae, x, batch_size).astype(np.float64)
     return int(np.sum(np.var(z_mean, axis=0) > threshold))
 
 

@@ -9,6 +9,7 @@ call it), the metrics are in `vaekit.evaluate`.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
@@ -140,14 +141,34 @@ def setup(seed: int) -> Path:
 
         FIGURES = experiments.setup(SEED)
 
-    is `keras.utils.set_random_seed(SEED)`, `describe_run(SEED)` and `output_dir("figures")`.
+    is `keras.utils.set_random_seed(SEED)`, `describe_run(SEED)` and `output_dir("figures")`; it also
+    silences TensorFlow's warning that the functions of several models count as retracing.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise TypeError(f"`seed` must be an integer >= 0, got {seed!r}.")
     figures = output_dir("figures")
     keras.utils.set_random_seed(seed)
+    _quiet_per_model_retracing()
     describe_run(seed)
     return figures
+
+
+class _PerModelRetracing(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    Every Keras model traces its own train, test and predict functions once. A notebook that
+    trains several runs in one process creates several such functions, and TensorFlow counts
+    their first traces as retracing; there is no loop to fix. Other TensorFlow messages pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_per_model_retracing() -> None:
+    logger = logging.getLogger("tensorflow")  # TensorFlow's Python logger; harmless on the other backends
+    if not any(isinstance(existing, _PerModelRetracing) for existing in logger.filters):
+        logger.addFilter(_PerModelRetracing())
 
 
 def run_dir(name: str) -> Path:
