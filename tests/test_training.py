@@ -47,8 +47,20 @@ JAX_SCRIPT = textwrap.dedent("""
     autoencoder.compile(optimizer="adam", loss="mse")
     autoencoder_history = fit_on_device(autoencoder, x, x, epochs=2, batch_size=100, verbose=0,
                                         validation_data=(x[:50], x[:50])).history
+    def error(call):  # the message of the ValueError a bad call raises before anything trains, or None
+        try:
+            call()
+        except ValueError as raised:
+            return str(raised)
+        return None
+
+    rejected = {
+        "x": error(lambda: fit_on_device(vae(), x * 255, epochs=1, verbose=0)),
+        "validation_data": error(lambda: fit_on_device(vae(), x, epochs=1, verbose=0, validation_data=(x[:8] * 255,))),
+        "y": error(lambda: fit_on_device(autoencoder, x, x[:, :27], epochs=1, verbose=0)),
+    }
     print("RESULTS" + json.dumps({
-        "backend": keras.backend.backend(),
+        "backend": keras.backend.backend(), "rejected": rejected,
         "fit": fit_history, "fit_on_device": device_history,
         "weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(weights(reference), weights(on_device))),
         "shuffled": shuffled, "autoencoder": autoencoder_history,
@@ -86,6 +98,13 @@ def test_jax_trains_models_with_targets_and_validates(jax_results):
     assert set(history) == {"loss", "val_loss"}
     assert history["loss"][1] < history["loss"][0]
     assert all(np.isfinite(history["val_loss"]))
+
+
+def test_jax_checks_a_vaekit_models_data_as_its_fit_does(jax_results):
+    rejected = jax_results["rejected"]
+    assert rejected["x"] is not None and "`x` values must lie in [0.0, 1.0]" in rejected["x"]
+    assert rejected["validation_data"] is not None and "validation" in rejected["validation_data"]
+    assert rejected["y"] is not None and "`y`" in rejected["y"]
 
 
 def compiled_vae():

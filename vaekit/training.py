@@ -568,12 +568,14 @@ def fit_on_device(model: keras.Model, x, y=None, *, epochs: int = 1, batch_size:
     if keras.backend.backend() != "jax":  # (a vaekit.VAE's `fit` checks the data)
         return model.fit(*data, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                          validation_data=validation_data, callbacks=callbacks, verbose=verbose)
-    if hasattr(model, "check_data"):  # a vaekit.VAE: the checks its `fit` runs
-        x, validation_data = model.check_data(data[0], validation_data)
-        data = (x, *data[1:])
-        if len(data) > 1 and data[1] is not data[0] and hasattr(model, "check_targets"):  # a vaekit Autoencoder's y
-            data = (x, model.check_targets(data[1]), *data[2:])
-    return _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callbacks or [], verbose, seed)
+    if not isinstance(model, ChecksItsData):  # a plain keras.Model: nothing to check
+        return _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callbacks or [], verbose, seed)
+    with model._checking():  # a vaekit.VAE or Autoencoder: the check its `fit` makes, once (not again in evaluate)
+        arguments = {"x": data[0], "y": data[1] if len(data) > 1 else None, "validation_data": validation_data}
+        model._check_arguments(arguments, with_validation=True)
+        data = (arguments["x"],) if arguments["y"] is None else (arguments["x"], arguments["y"])
+        return _fit_jax(model, data, epochs, batch_size, shuffle, arguments["validation_data"], callbacks or [],
+                        verbose, seed)
 
 
 def _training_arrays(x, y) -> tuple[np.ndarray, ...]:
