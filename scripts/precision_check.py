@@ -9,7 +9,7 @@ batch size, optimizer and validation data):
 
     03_conv_vae   notebook 03: conv_vae(latent_dim=2, seed=0), 20 epochs    (runs/03_conv_vae)
     05_VAE_d16    notebook 05: conv_vae(latent_dim=16, hidden_units=128, seed=42), 25 epochs
-                  (runs/05_VAE_d16_beta1.0; six more float32 runs of the same configuration
+                  (runs/05_conv_vae_d16_beta1; six more float32 runs of the same configuration
                   with other seeds: runs/seed_check_seed-003-vae-d16_seed4*, runs/10_beta1_seed*)
 
 Test numbers are `evaluate.elbo` on the 10,000 test images with the notebook's seed, in nats
@@ -65,7 +65,7 @@ def float32_rows(root: Path) -> pd.DataFrame:
     ablation = pd.read_csv(figures / "05_ablation_results.csv", index_col=0).loc["VAE d=16, β=1"]
     rows.append(dict(run="05_VAE_d16", seed=42, recon_nats=ablation["recon_nats"], kl_nats=ablation["kl_nats"],
                      neg_elbo_nats=ablation["neg_elbo_nats"],
-                     source="figures/05_ablation_results.csv (runs/05_VAE_d16_beta1.0)"))
+                     source="figures/05_ablation_results.csv (runs/05_conv_vae_d16_beta1)"))
     seed_check = pd.read_csv(figures / "seed_check_runs.csv")
     for _, row in seed_check[seed_check["run"] == "seed-003-vae-d16"].iterrows():
         rows.append(dict(run="05_VAE_d16", seed=int(row["seed"]), recon_nats=row["recon_nats"], kl_nats=row["kl_nats"],
