@@ -75,7 +75,8 @@ def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
     """Per-image reconstruction loss, KL and their sum, the negative ELBO (beta = 1 whatever the VAE's beta).
 
-    Keys: "reconstruction_loss", "kl_loss", "negative_elbo" (and "loss", its deprecated old name).
+    Keys: "reconstruction_loss", "kl_loss" and "negative_elbo" (not "loss": that is what `fit` logs,
+    reconstruction + beta * KL).
 
     For a `ConditionalVAE`, `x` is `(images, labels)` (or `{"images": ..., "labels": ...}`)
     and the terms are those of the conditional bound on log p(x|y): -log p(x|z, y) with
@@ -117,9 +118,7 @@ def _elbo_terms(vae, x, batch_size, seed):
         kl.append(ops.convert_to_numpy(kl_divergence(z_mean, z_log_var)))
     reconstruction, kl = np.concatenate(reconstruction), np.concatenate(kl)
     negative_elbo = reconstruction + kl
-    # "loss" is the old name of "negative_elbo", kept while notebooks written before the rename read it; it
-    # is not the training "loss" of `fit`, which weights the KL by beta.
-    return {"reconstruction_loss": reconstruction, "kl_loss": kl, "negative_elbo": negative_elbo, "loss": negative_elbo}
+    return {"reconstruction_loss": reconstruction, "kl_loss": kl, "negative_elbo": negative_elbo}
 
 
 def elbo(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, float]:

@@ -2,9 +2,8 @@
 
 Quick mode (small subsets for CI), the epoch count of a run, where figures,
 predictions and run folders go, a printout of the versions and hardware a run used,
-and results tables. Seed a run with `keras.utils.set_random_seed`; training is in
-`vaekit.training` (`fit_resumable` is importable from here too, where the notebooks
-call it), the metrics are in `vaekit.evaluate`.
+and results tables. Seed a run with `keras.utils.set_random_seed` (or `setup`); training,
+`fit_resumable` included, is in `vaekit.training`, the metrics are in `vaekit.evaluate`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from vaekit import _io
-from vaekit.training import fit_resumable  # noqa: F401  (the notebooks' entry point)
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
