@@ -342,7 +342,7 @@ def test_latent_means_are_the_encoders_first_output_whatever_the_batch_size(batc
     expected = vae.encoder.predict(x, verbose=0)[0]
     means = evaluate.latent_means(vae, x, batch_size=batch_size)
     assert isinstance(means, np.ndarray) and means.shape == (50, 4)
-    np.testing.assert_allclose(means, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(means, expected, rtol=1e-4, atol=1e-5)  # float32 kernels differ by batch size
 
 
 @pytest.mark.parametrize("argument, value, error", [
