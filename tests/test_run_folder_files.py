@@ -161,6 +161,45 @@ def test_a_folder_made_by_another_model_is_refused_without_a_config(run_copy, ch
     assert (run_dir / "checkpoint.npz").read_bytes() == before
 
 
+def test_a_loaded_finished_run_draws_the_same_sampling_noise_as_the_run_that_trained_it(tmp_path):
+    """The sampling layer's seed generator is saved with the weights: a notebook that only loads a
+    finished run shows the same sampled reconstructions as the execution that trained it."""
+    trained, _ = train(tmp_path / "run")
+    keras.utils.set_random_seed(5)
+    loaded = tiny_vae()
+    fresh = loaded.predict(X, verbose=0)["z"]
+    training.fit_resumable(loaded, X, run_dir=tmp_path / "run", epochs=2, batch_size=8, verbose=0)
+    z = trained.predict(X, verbose=0)["z"]
+    np.testing.assert_array_equal(loaded.predict(X, verbose=0)["z"], z)
+    assert not np.allclose(fresh, z)  # a model built afresh draws other noise: the saved state is what matches
+
+
+def test_a_checkpoint_without_seed_states_still_loads(run_copy):
+    """Checkpoints written before the seed generators were saved resume as before."""
+    run_dir, history = run_copy
+    checkpoint = run_dir / "checkpoint.npz"
+    with np.load(checkpoint) as saved:
+        arrays = {name: saved[name] for name in saved.files if not name.startswith("seed_state_")}
+    record = json.loads(str(arrays["record"]))
+    assert record.pop("seed_states") == 1
+    arrays["record"] = np.array(json.dumps(record))
+    np.savez(checkpoint, **arrays)
+    assert resume(run_dir, epochs=3)["loss"][:2] == history["loss"]
+
+
+def test_a_checkpoint_with_another_number_of_seed_generators_is_refused(run_copy):
+    run_dir, _ = run_copy
+    checkpoint = run_dir / "checkpoint.npz"
+    with np.load(checkpoint) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    record = json.loads(str(arrays["record"]))
+    record["seed_states"] = 2
+    arrays["record"], arrays["seed_state_1"] = np.array(json.dumps(record)), arrays["seed_state_0"]
+    np.savez(checkpoint, **arrays)
+    with pytest.raises(ValueError, match="1 random seed generators, the checkpoint 2"):
+        resume(run_dir)
+
+
 def test_the_same_model_built_again_among_other_models_resumes(run_copy):
     """Keras numbers its automatic layer names per process (dense_3 here, dense_17 there): not a difference."""
     run_dir, history = run_copy

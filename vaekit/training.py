@@ -297,8 +297,11 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
     renamed, so a run killed at any moment (even mid-save) keeps its last finished
     epoch; `history.csv` is rewritten from it. Calling again with the same folder
     resumes at the first unfinished epoch; once all `epochs` are done it only loads
-    the weights. A resumed run matches an uninterrupted one in distribution, not bit
-    for bit: the shuffling order and the sampling noise start again from their seeds.
+    the weights. The checkpoint also keeps where the model's random streams (the
+    sampling noise) stand, so a finished run that is only loaded draws the same noise
+    afterwards as the run that has just trained it: sampled figures do not depend on
+    which of the two a notebook did. A resumed run matches an uninterrupted one in
+    distribution, not bit for bit: the shuffling order starts again from its seed.
 
     A folder takes one writer at a time: while a call trains in it, a second call (another
     kernel, a script) raises `RunFolderBusyError` naming the folder and the process that
@@ -364,7 +367,7 @@ def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) 
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves a run after every epoch: weights, optimizer state and the epochs' numbers.
+    """Saves a run after every epoch: weights, optimizer state, the random streams' position and the epochs' numbers.
 
     Everything goes into one file, `checkpoint.npz` (NumPy arrays and a JSON record),
     written to a temporary name and renamed: after a kill at any moment the folder
@@ -398,7 +401,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             path = self.previous
         if not path.exists():
             return 0
-        record, weights, optimizer_values = _read_checkpoint(path, self.previous)
+        record, weights, optimizer_values, seed_states = _read_checkpoint(path, self.previous)
         saved_model, given_model = record.get("model"), _runfolder.model_record(model)
         differences = _runfolder.model_differences(saved_model, given_model) if saved_model and given_model else []
         if differences:
@@ -414,6 +417,13 @@ class RunCheckpoint(keras.callbacks.Callback):
                     raise ValueError(f"the optimizer has {len(model.optimizer.variables)} variables, "
                                      f"the checkpoint {len(optimizer_values)}")
                 for variable, value in zip(model.optimizer.variables, optimizer_values):
+                    variable.assign(value)
+            if seed_states:  # absent from checkpoints written before they were saved
+                variables = _seed_states(model)
+                if len(variables) != len(seed_states):
+                    raise ValueError(f"the model has {len(variables)} random seed generators, "
+                                     f"the checkpoint {len(seed_states)}")
+                for variable, value in zip(variables, seed_states):
                     variable.assign(value)
         except ValueError as error:
             raise ValueError(f"{self.path} does not fit this model ({error}). Was the model or the optimizer "
@@ -433,10 +443,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         optimizer_variables = optimizer.variables if optimizer is not None else []
         arrays = {f"weight_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.weights)}
         arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)})
+        seed_states = _seed_states(self.model)
+        arrays.update({f"seed_state_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(seed_states)})
         if self._model_record is None:
             self._model_record = _runfolder.model_record(self.model)
         record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables),
-                  "model": self._model_record}
+                  "seed_states": len(seed_states), "model": self._model_record}
         if self.lock is not None:
             self.lock.check()
         with _io.replacing(self.path) as temporary:
@@ -457,13 +469,20 @@ class RunCheckpoint(keras.callbacks.Callback):
             frame.to_csv(temporary, index=False)
 
 
-def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list]:
-    """The record, weights and optimizer values in checkpoint `path`; `DamagedRunFileError` if it is unreadable."""
+def _seed_states(model: keras.Model) -> list:
+    """The state of each `keras.random.SeedGenerator` in `model`: the variables that are not weights."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list, list]:
+    """The record, weights, optimizer values and seed states in checkpoint `path`; `DamagedRunFileError` if unreadable."""
     try:
         with np.load(path, allow_pickle=False) as saved:
             record = json.loads(str(saved["record"]))
             weights = [saved[f"weight_{i}"] for i in range(record["weights"])]
             optimizer_values = [saved[f"optimizer_{i}"] for i in range(record["optimizer_variables"])]
+            seed_states = [saved[f"seed_state_{i}"] for i in range(record.get("seed_states", 0))]
             rows = record["rows"]
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ValueError("its record of finished epochs is not a list of epochs")
@@ -476,7 +495,7 @@ def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list]:
             way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again to train this run "
                        "from epoch 1, or put back a good copy if you keep one.")
         raise _runfolder.damaged(path, error, way_out) from error
-    return record, weights, optimizer_values
+    return record, weights, optimizer_values, seed_states
 
 
 def run_settings(model: keras.Model, x, fit_kwargs: Mapping) -> dict:
