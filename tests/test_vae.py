@@ -335,6 +335,9 @@ print("STEPS", vae.steps_per_execution, "LOSS", history["loss"][0])
 """
 
 
+@pytest.mark.xfail(keras.backend.backend() == "torch", strict=True, raises=AssertionError,
+                   reason="Keras saves PyTorch's optimizer as keras.src.backend.torch.optimizers.torch_adam.Adam, "
+                          "which TensorFlow then loads and cannot run")
 def test_compiled_vae_reloads_compiled_and_trains_on_another_backend(tmp_path):
     import os
     import subprocess

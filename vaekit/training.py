@@ -46,6 +46,11 @@ from vaekit._runfolder import DamagedRunFileError, RunFolderBusyError  # noqa: F
 # sigmoid, so data outside [0, 1] is a mistake (0-255 pixels, [-1, 1] images).
 PIXEL_RANGE = (0.0, 1.0)
 
+# `VAE.compile`'s default: 32 steps per call on TensorFlow from Keras 3.15 (see `VAE.compile`), else Keras' 1.
+DEFAULT_STEPS_PER_EXECUTION = (
+    32 if keras.backend.backend() == "tensorflow" and tuple(map(int, keras.__version__.split(".")[:2])) >= (3, 15) else 1
+)
+
 
 class ChecksItsData:
     """For a `keras.Model`: `fit`, `evaluate` and `predict` pass their data through `check_data` first.
@@ -117,17 +122,10 @@ class VAE(ChecksItsData, vae.VAE):
         3.15 loses the epoch's logs with it: there the default stays 1. Pass
         `steps_per_execution=1` for Keras' own behaviour.
         """
-        self._steps_per_execution_given = steps_per_execution is not None
-        if steps_per_execution is None:
-            version = tuple(int(part) for part in keras.__version__.split(".")[:2])
-            steps_per_execution = 32 if keras.backend.backend() == "tensorflow" and version >= (3, 15) else 1
+        # The compile config keeps None, so a default stays a default reloaded on another backend.
         super().compile(*args, steps_per_execution=steps_per_execution, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()  # a default stays a default: reloaded on PyTorch, it is 1
-        if config and not getattr(self, "_steps_per_execution_given", True):
-            config["steps_per_execution"] = None
-        return config
+        if steps_per_execution is None:
+            self.steps_per_execution = DEFAULT_STEPS_PER_EXECUTION
 
     def compile_from_config(self, config):
         # Keras skips loading the compile state of a class that overrides `compile`.
