@@ -14,7 +14,7 @@ happens in fit() with JAX"). There is no plain baseline for PyTorch; vaekit is t
 timed alone.
 
 On JAX a third model, "vaekit-device", is the same vaekit model trained with
-`vaekit.training.fit_on_device` (the whole epoch compiled into one program, the data on the
+`vaekit.on_device.fit_on_device` (the whole epoch compiled into one program, the data on the
 device), the path meant for GPUs.
 
     python benchmarks/train_speed.py --quick                  # a minute on a CPU
@@ -220,7 +220,7 @@ def fit_epoch(model: keras.Model, x_train) -> None:
 
 
 def fit_on_device_epoch(model: keras.Model, x_train) -> None:
-    vaekit.training.fit_on_device(model, x_train, epochs=1, batch_size=BATCH_SIZE, shuffle=True, verbose=0)
+    vaekit.on_device.fit_on_device(model, x_train, epochs=1, batch_size=BATCH_SIZE, shuffle=True, verbose=0)
 
 
 def time_epoch(train_one_epoch, model: keras.Model, x_train) -> float:

@@ -36,7 +36,7 @@ float32, as PyTorch's AMP recipe does. "mixed_float16" is the same in float16 (P
 the other, each model's lines labelled "conv/mixed_bfloat16" and so on (float32: "conv").
 
 On JAX, `--fit-on-device` adds "vaekit-device": the same vaekit model trained with
-`vaekit.training.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
+`vaekit.on_device.fit_on_device` (one compiled program per epoch), the path meant for GPUs.
 Without torch installed the script times vaekit alone and says so.
 
     python benchmarks/vs_pytorch.py --quick                    # a few minutes on a 2-core CPU
@@ -399,7 +399,7 @@ def benchmark_model(model_name: str, args, x_train, x_test, use_torch: bool) -> 
         device_vae = build_vaekit(model_name, args.seed, args.steps_per_execution, args.precision)
         device_x = jax.device_put(x_train)  # copied once, as a user calling it once per epoch would
         shuffle_seeds = itertools.count(args.seed)  # a new order each epoch, as fit's shuffle gives
-        others["vaekit-device"] = lambda: vaekit.training.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
+        others["vaekit-device"] = lambda: vaekit.on_device.fit_on_device(device_vae, device_x, epochs=1, batch_size=BATCH_SIZE,
                                                                verbose=0, seed=next(shuffle_seeds))
         finals["vaekit-device"] = lambda: test_loss_vaekit(device_vae, x_test, args.seed)
         epoch_losses["vaekit-device"] = (lambda: test_loss_vaekit(device_vae, x_test), [])

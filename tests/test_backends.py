@@ -3,18 +3,12 @@
 Keras picks its backend once per process, so each backend runs in a subprocess.
 """
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKEND_MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 SCRIPT = textwrap.dedent("""
@@ -44,22 +38,9 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_on_backend(backend: str, script: str, data_dir, *args: str) -> dict:
-    """Run `script` in a fresh interpreter on `backend`; return what it printed after "RESULTS"."""
-    if importlib.util.find_spec(BACKEND_MODULES[backend]) is None:
-        pytest.fail(f"{backend} is not installed; the test extras install all three backends")
-    env = {**os.environ, "KERAS_BACKEND": backend, "VAEKIT_DATA_DIR": str(data_dir),
-           "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    results = json.loads(run.stdout.split("RESULTS", 1)[1])
-    assert results["backend"] == backend
-    return results
-
-
 @pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
-def test_vae_trains_and_reloads_on_backend(backend, tmp_path, real_data_dir):
-    results = run_on_backend(backend, SCRIPT, real_data_dir, str(tmp_path))
+def test_vae_trains_and_reloads_on_backend(backend, tmp_path, real_data_dir, run_on_backend):
+    results = run_on_backend.results(backend, SCRIPT, tmp_path, env={"VAEKIT_DATA_DIR": real_data_dir})
     for name in ("conv_vae", "fc_vae"):
         losses = results[name]["loss"]
         assert losses[-1] < losses[0], f"{name} on {backend}: loss did not fall ({losses})"
@@ -123,8 +104,10 @@ LAMBDAS = [1e-4, 0.2, 0.4499, 0.4501, 0.4999, 0.5, 0.5001, 0.9, 1 - 1e-4]
 
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
-def test_continuous_bernoulli_and_gaussian_train_and_differentiate_on_backend(backend, tmp_path, real_data_dir):
-    results = run_on_backend(backend, LIKELIHOOD_SCRIPT, real_data_dir, str(tmp_path), json.dumps(LAMBDAS))
+def test_continuous_bernoulli_and_gaussian_train_and_differentiate_on_backend(backend, tmp_path, real_data_dir,
+                                                                             run_on_backend):
+    results = run_on_backend.results(backend, LIKELIHOOD_SCRIPT, tmp_path, json.dumps(LAMBDAS),
+                                     env={"VAEKIT_DATA_DIR": real_data_dir})
 
     # log C(lambda) and d/dlambda of -log p(0.3 | lambda), against float64 closed forms
     # evaluated at the float32 lambdas the backend saw.

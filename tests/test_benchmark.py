@@ -1,25 +1,15 @@
 """The training-speed benchmark runs end to end in its smallest form and prints its figures."""
 
-import importlib.util
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from tiny import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
-
-
-def load_script(path: Path):
-    """A benchmark script as a module, without running its main()."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +49,10 @@ def test_benchmark_refuses_a_single_epoch(train_speed, capsys):
     assert "at least 2" in capsys.readouterr().err
 
 
-def test_benchmark_on_jax_also_times_fit_on_device(tmp_path):
+def test_benchmark_on_jax_also_times_fit_on_device(tmp_path, run_on_backend):
     write_small_mnist(tmp_path)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, str(SCRIPT), "--train-limit", "128", "--test-limit", "64", "--epochs", "2",
-                          "--data-dir", str(tmp_path)], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_on_backend("jax", SCRIPT, "--train-limit", "128", "--test-limit", "64", "--epochs", "2",
+                         "--data-dir", tmp_path)
     assert "backend jax" in run.stdout
     for name in ("vaekit", "plain", "vaekit-device"):
         assert re.search(rf"^{name}: [\d.]+ s/epoch .* test loss [\d.]+ nats/image", run.stdout, re.MULTILINE), run.stdout
@@ -75,20 +63,18 @@ def test_benchmark_on_jax_also_times_fit_on_device(tmp_path):
 VS_PYTORCH = SCRIPT.with_name("vs_pytorch.py")
 
 
-def run_vs_pytorch(*args: str) -> subprocess.CompletedProcess:
-    """A fresh process: the script sets the thread counts before TensorFlow starts."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(VS_PYTORCH), *args], env=env, capture_output=True, text=True,
-                          timeout=600)
+@pytest.fixture
+def run_vs_pytorch(run_on_backend):
+    """A fresh process on this session's backend: the script sets the thread counts before TensorFlow starts."""
+    return lambda *args: run_on_backend(None, VS_PYTORCH, *args)
 
 
-def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_path):
+def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_path, run_vs_pytorch):
     pytest.importorskip("torch")
     write_small_mnist(tmp_path)
     table = tmp_path / "table.md"
     run = run_vs_pytorch("--train-limit", "128", "--test-limit", "64", "--epochs", "2", "--threads", "1",
                          "--loss-every-epoch", "--data-dir", str(tmp_path), "--markdown", str(table))
-    assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "128 train / 64 test images, batch 128, 2 epochs" in out and "torch 1" in out
     for model in ("fc", "conv"):
@@ -115,13 +101,12 @@ def test_vs_pytorch_prints_finite_times_losses_and_ratios_for_both_models(tmp_pa
     assert len(rows) == 4, table.read_text()
 
 
-def test_vs_pytorch_times_both_sides_in_each_precision_asked_for(tmp_path):
+def test_vs_pytorch_times_both_sides_in_each_precision_asked_for(tmp_path, run_vs_pytorch):
     pytest.importorskip("torch")
     write_small_mnist(tmp_path)
     table = tmp_path / "table.md"
     run = run_vs_pytorch("--models", "fc", "--train-limit", "128", "--test-limit", "64", "--epochs", "2", "--threads", "1",
                          "--precision", "float32,mixed_bfloat16", "--data-dir", str(tmp_path), "--markdown", str(table))
-    assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "precision float32, mixed_bfloat16" in out
     assert "PyTorch under torch.autocast with bfloat16" in out
@@ -167,12 +152,11 @@ def test_time_to_equal_loss_counts_epochs_to_the_higher_final_loss(vs_pytorch, c
     assert "conv ratio at equal test loss vaekit/pytorch: 0.333" in capsys.readouterr().out
 
 
-def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path):
+def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path, run_vs_pytorch):
     pytest.importorskip("torch")
     write_small_mnist(tmp_path)
     run = run_vs_pytorch("--models", "fc", "--train-limit", "128", "--test-limit", "64", "--epochs", "2",
                          "--threads", "1", "--separate-processes", "2", "--loss-every-epoch", "--data-dir", str(tmp_path))
-    assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     # Two rounds, the order alternating (vaekit first, then PyTorch first), round r with seed 0 + r.
     rounds = re.findall(r"^fc round (\d) (vaekit|pytorch) \(seed (\d)\): epochs [\d.]+s [\d.]+s "
@@ -195,18 +179,14 @@ def test_vs_pytorch_can_time_each_framework_in_its_own_process(tmp_path):
 GPU_SUITE = SCRIPT.with_name("gpu_suite.sh")
 
 
-def test_gpu_suite_runs_in_its_small_form_on_the_cpu_and_writes_one_table(tmp_path):
+def test_gpu_suite_runs_in_its_small_form_on_the_cpu_and_writes_one_table(tmp_path, run_on_backend):
     # The suite is written for a GPU machine (Keras on JAX); SMALL=1 is the same script with
     # shrunk sizes, so a broken flag or path shows up here rather than on the rare GPU run.
     pytest.importorskip("jax")
     pytest.importorskip("torch")
     write_small_mnist(tmp_path)
     output = tmp_path / "gpu_suite.md"
-    env = {**os.environ, "SMALL": "1", "VAEKIT_DATA_DIR": str(tmp_path), "KERAS_BACKEND": "jax",
-           "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("OUT", None)
-    run = subprocess.run(["bash", str(GPU_SUITE), str(output)], env=env, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    run_on_backend("jax", GPU_SUITE, output, env={"SMALL": "1", "VAEKIT_DATA_DIR": tmp_path, "OUT": None}, timeout=900)
     table = output.read_text()
     assert "SMALL=1" in table and "backend jax" in table
     for model in ("fc", "conv"):

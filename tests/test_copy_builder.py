@@ -1,9 +1,8 @@
-"""Copying a builder into coursework: its source (plus vae.py for a VAE) trains without vaekit.
+"""Copying a builder into coursework: its source plus vae.py builds, checks and trains without vaekit.
 
-For every builder, the test writes the file a student would write (the builder's
-`inspect.getsource`, after `vaekit/vae.py` for the VAEs and after `import keras` for
-the autoencoders, then a few lines that build it small and train two steps) and runs
-it in a fresh Python where `import vaekit` fails.
+For every builder, the test writes the file a student would write (`vaekit/vae.py`, then
+the builder's `inspect.getsource`, then a few lines that build it small and train two
+steps) and runs it in a fresh Python where `import vaekit` fails.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ def pasted_file(name: str) -> str:
     elif name.endswith("_vae"):
         code, shape, call, train = [VAE_SOURCE, source], TINY_BUILDERS[name]["input_shape"], builder_call(name), TRAIN_VAE
     else:
-        code = ["import keras\n", source]
+        code = [VAE_SOURCE, source]
         shape, call, train = TINY_BUILDERS[name]["input_shape"], builder_call(name), TRAIN_AUTOENCODER
     return "\n\n".join(code) + "\n\n" + DATA.format(shape=shape) + train.format(call=call) + RESULT
 
@@ -123,15 +122,25 @@ def test_builder_code_below_its_docstring_never_mentions_vaekit():
         assert "checks." not in source and "vaekit" not in source.split('"""')[-1], name
 
 
-def test_copied_vae_refuses_a_decoder_whose_images_differ_from_the_encoders(tmp_path):
-    # Copied, conv_vae has no argument checks: a 30x30 input builds a decoder of 28x28 images.
-    # The VAE itself must refuse the pair when it is built, naming both shapes.
-    script = tmp_path / "wrong_size.py"
-    script.write_text("\n\n".join([VAE_SOURCE, inspect.getsource(vaekit.models.conv_vae),
-                                   "conv_vae(input_shape=(30, 30, 1))\n"]))
+def run_pasted(tmp_path, name: str, lines: str) -> dict:
+    """Run vae.py, builder `name` and `lines` as one file without vaekit; the RUNNER's result."""
+    script = tmp_path / f"{name}_mistake.py"
+    script.write_text("\n\n".join([VAE_SOURCE, inspect.getsource(getattr(vaekit.models, name)), lines]))
     completed = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path,
                                capture_output=True, text=True, timeout=300)
-    result = json.loads(completed.stdout.split("RESULTS", 1)[1])[str(script)]
-    assert not result["ok"]
-    assert ("ValueError: `decoder` outputs images of shape (28, 28, 1) but the encoder takes (30, 30, 1)"
-            in result["error"])
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.split("RESULTS", 1)[1])[str(script)]
+
+
+@pytest.mark.parametrize("name, lines, message", [
+    ("conv_vae", "conv_vae(input_shape=(30, 30, 1))",
+     "ValueError: `input_shape` height and width must be divisible by 4"),
+    ("conv_vae", "conv_vae(latent_dim=-3)", "ValueError: `latent_dim` must be a positive integer (>= 1), got -3."),
+    ("strided_conv_autoencoder", "strided_conv_autoencoder(input_shape=(63, 63, 3))",
+     "ValueError: `input_shape` height and width must be divisible by 8"),
+    ("fc_autoencoder", "import numpy as np\nfc_autoencoder().fit(np.full((2, 28, 28, 1), 255.0), np.zeros((2, 28, 28, 1)))",
+     "Divide 0-255 pixel values by 255"),
+])
+def test_pasted_builder_names_a_wrong_argument_or_bad_data_as_vaekit_does(tmp_path, name, lines, message):
+    result = run_pasted(tmp_path, name, lines)
+    assert not result["ok"] and message in result["error"], result.get("error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ import pytest
 
 import vaekit
 from vaekit import cvae, data, evaluate
-from test_backends import BACKEND_MODULES, run_on_backend
+from test_backends import BACKEND_MODULES
 from test_copy_builder import RUNNER, VAE_SOURCE
 from tiny import ROOT, tiny_images
 
@@ -123,7 +124,7 @@ def test_fit_refuses_images_without_labels_and_names_the_fix():
 
 
 @pytest.mark.parametrize("labels, error, message", [
-    ([3], ValueError, r"`labels` must lie in 0..2, got \[3\]"),
+    ([3], ValueError, r"`labels` must lie in 0..2, got \[3, 3\]"),
     ([-1, 0], ValueError, r"`labels` must lie in 0..2, got \[-1, 0\]"),
     ([0.5], TypeError, r"`labels` must hold integer class labels"),
     ([], ValueError, r"`labels` must be a non-empty sequence"),
@@ -163,16 +164,16 @@ BACKEND_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("backend", sorted(BACKEND_MODULES))
-def test_trains_saves_and_reloads_on_backend(backend, tmp_path, real_data_dir):
-    results = run_on_backend(backend, BACKEND_SCRIPT, real_data_dir, str(tmp_path))
+def test_trains_saves_and_reloads_on_backend(backend, tmp_path, real_data_dir, run_on_backend):
+    results = run_on_backend.results(backend, BACKEND_SCRIPT, tmp_path, env={"VAEKIT_DATA_DIR": real_data_dir})
     assert len(results["loss"]) == 1 and 100 < results["loss"][0] < 1000  # BCE nats per 28x28 image
     assert results["class"] == "ConditionalVAE"
     assert results["reload_max_difference"] == 0.0
 
 
-# vae.py and cvae.py pasted into one file, below each other, without cvae.py's import of vaekit.
-CVAE_SOURCE = "\n".join(line for line in (ROOT / "vaekit" / "cvae.py").read_text().splitlines()
-                        if not line.startswith("from vaekit"))
+# vae.py and cvae.py pasted into one file, below each other, without cvae.py's import statement of vaekit.
+CVAE_SOURCE = re.sub(r"^from vaekit[^(\n]*(\([^)]*\))?[^\n]*\n", "", (ROOT / "vaekit" / "cvae.py").read_text(),
+                     flags=re.MULTILINE)
 COPY_SCRIPT = """
 import json
 x = np.random.default_rng(0).random((6, 8, 8, 1)).astype("float32")
@@ -231,3 +232,52 @@ def test_evaluate_refuses_a_conditional_vae_without_labels_and_names_the_fix():
         evaluate.iwae_nll(model, (x, LABELS), k=2)
     with pytest.raises(TypeError, match=r"only `elbo` and `elbo_terms` evaluate one"):
         evaluate.active_units(model, x)
+
+
+def label_detector(levels=(0.1, 0.5, 0.9), side=4):
+    """A ConditionalVAE whose loss shows whether each image met its own label inside `fit`.
+
+    The images of class c have every pixel at levels[c]. The encoder's mean is
+    10 * (mean pixel - levels[label]): 0, so no KL (its log-variance is 0), only with the image's own
+    label. The decoder ignores z and draws every pixel as levels[label]: the least possible BCE,
+    the pixels' entropy, only with the image's own label. Any other pairing costs nats in both.
+    """
+    from vaekit.vae import Sampling
+
+    pixels, levels = side * side, np.asarray(levels)
+    images, labels = keras.Input((side, side, 1)), keras.Input((len(levels),))
+    joined = keras.layers.Concatenate()([keras.layers.Flatten()(images), labels])
+    mean_layer = keras.layers.Dense(1, name="z_mean")
+    z_mean = mean_layer(joined)
+    z_log_var = keras.layers.Dense(1, kernel_initializer="zeros", name="z_log_var")(joined)
+    z = Sampling(seed=0)([z_mean, z_log_var])
+    encoder = keras.Model([images, labels], [z_mean, z_log_var, z], name="encoder")
+    mean_layer.set_weights([np.r_[np.full(pixels, 10 / pixels), -10 * levels][:, None].astype("float32"),
+                            np.zeros(1, "float32")])
+    code, label = keras.Input((1,)), keras.Input((len(levels),))
+    pixel_layer = keras.layers.Dense(pixels, activation="sigmoid")
+    decoded = keras.layers.Reshape((side, side, 1))(pixel_layer(keras.layers.Concatenate()([code, label])))
+    decoder = keras.Model([code, label], decoded, name="decoder")
+    logits = np.log(levels / (1 - levels))
+    pixel_layer.set_weights([np.vstack([np.zeros((1, pixels)), np.repeat(logits[:, None], pixels, axis=1)])
+                             .astype("float32"), np.zeros(pixels, "float32")])
+    model = cvae.ConditionalVAE(encoder, decoder, num_classes=len(levels))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))  # the weights stay as set
+    return model, levels
+
+
+def test_inside_fit_the_encoder_and_the_decoder_get_each_images_own_label():
+    """A batch whose labels are shifted by one example (in the data, the encoder or the decoder) fails here."""
+    model, levels = label_detector()
+    labels = np.array([0, 1, 2, 2, 0, 1, 1, 2, 0, 0, 2, 1])
+    x = np.broadcast_to(levels[labels][:, None, None, None], (12, 4, 4, 1)).astype("float32")
+    entropy = -(levels * np.log(levels) + (1 - levels) * np.log(1 - levels))
+    own_labels_bce = 16 * entropy[labels].mean()  # nats per image, with every image's own label
+    history = model.fit(x=(x, labels), epochs=1, batch_size=4, verbose=0).history
+    assert history["kl_loss"][0] == pytest.approx(0.0, abs=1e-4)  # the encoder: q(z | x, y) with y its own
+    assert history["reconstruction_loss"][0] == pytest.approx(own_labels_bce, rel=1e-4)  # the decoder: p(x | z, y)
+    assert model.evaluate(x=(x, labels), batch_size=4, verbose=0, return_dict=True)["kl_loss"] == pytest.approx(
+        0.0, abs=1e-4)
+    # The detector itself: labels one example off cost several nats in both terms.
+    shifted = model.evaluate(x=(x, np.roll(labels, 1)), batch_size=4, verbose=0, return_dict=True)
+    assert shifted["kl_loss"] > 1.0 and shifted["reconstruction_loss"] > own_labels_bce + 1.0

@@ -11,6 +11,8 @@ import pytest
 from vaekit import data
 from vaekit.data import DataNotFoundError, load_fashion_mnist, load_mnist, load_svhn, read_idx
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 
 # ---------------------------------------------------------------- file makers
 
@@ -312,6 +314,35 @@ def test_dynamic_binarization_redraws_binary_batches_every_epoch():
     assert bright[0][0].mean() == pytest.approx(0.25, abs=0.01)
     with pytest.raises(ValueError, match="batch_size"):
         data.DynamicBinarization(x, batch_size=0)
+
+
+def test_dynamic_binarization_redraws_each_image_every_epoch_not_only_reshuffles():
+    """Images that differ: the first 4 pixels (0 or 1, drawn as they are) spell the image's number in
+    binary, the other 12 are grey (0.5). So each row of a batch is traced to its image, and that
+    image's grey pixels compared between epochs: a new order of the same draws would leave them equal."""
+    n, ids = 12, np.arange(12)
+    x = np.full((n, 16), 0.5, "float32")
+    x[:, :4] = (ids[:, None] >> np.arange(4)) & 1
+    batches = data.DynamicBinarization(x.reshape(n, 4, 4, 1), batch_size=5, seed=0)
+
+    def epoch():
+        drawn = np.concatenate([batches[i][0] for i in range(len(batches))]).reshape(n, 16)
+        found = drawn[:, :4].astype(int) @ (1 << np.arange(4))  # each row's image, read from its pixels
+        assert sorted(found) == list(ids)  # every image once per epoch, its 0/1 pixels kept
+        return found, {int(i): row[4:] for i, row in zip(found, drawn)}
+
+    orders, draws = [], []
+    for _ in range(3):
+        order, drawn = epoch()
+        orders.append(order)
+        draws.append(drawn)
+        batches.on_epoch_end()
+    for before, after in zip(draws, draws[1:]):
+        redrawn = sum(not np.array_equal(before[i], after[i]) for i in ids)
+        assert redrawn >= n - 1, f"only {redrawn} of {n} images got new pixels in the next epoch"
+    assert not np.array_equal(orders[0], orders[1])  # and shuffled anew
+    grey = np.stack([drawn[i] for drawn in draws for i in ids])
+    assert set(np.unique(grey)) == {0.0, 1.0} and 0.35 < grey.mean() < 0.65
 
 
 def test_test_limit_cuts_the_test_split_on_its_own(tmp_path):

@@ -12,6 +12,8 @@ from scipy import stats
 import vaekit
 from vaekit import evaluate
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 LOG_2PI = math.log(2 * math.pi)
 
 

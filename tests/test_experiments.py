@@ -10,6 +10,8 @@ import pytest
 
 from vaekit import experiments, training
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 
 def test_quick_mode_follows_environment(monkeypatch):
     monkeypatch.delenv("VAEKIT_QUICK", raising=False)
@@ -234,6 +236,18 @@ def test_recorded_runs_reads_the_checkouts_table_and_keeps_the_rows_asked_for(tm
     assert len(experiments.recorded_runs("runs_table")) == 3
     with pytest.raises(ValueError, match="`dataset` is not a column.*'recon_nats'"):
         experiments.recorded_runs("runs_table", dataset="MNIST")
+
+
+def test_recorded_runs_keep_the_rows_that_match_every_key_given(tmp_path, monkeypatch):
+    """Rows (run, seed): (a, 0), (b, 1), (a, 2). Filtering on the first key only, the last only, or on
+    either key would each keep other rows than these."""
+    _checkout_with_a_table(tmp_path, monkeypatch)
+    both = experiments.recorded_runs("runs_table", run="a", seed=2)
+    assert both[["run", "seed"]].values.tolist() == [["a", 2]] and list(both.index) == [0]
+    assert experiments.recorded_runs("runs_table", seed=1, run="a").empty  # seed 1 is run b's
+    assert experiments.recorded_runs("runs_table", seed=1, run="b")["recon_nats"].tolist() == [74.5]
+    with pytest.raises(ValueError, match="`dataset` is not a column"):  # the second key is checked too
+        experiments.recorded_runs("runs_table", run="a", dataset="MNIST")
 
 
 @pytest.mark.parametrize("variable, value", [("VAEKIT_QUICK", "1"), ("VAEKIT_EPOCHS", "2")])

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -24,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import ROOT
 from vaekit import _io, models, training
 
 EPOCHS = 6
@@ -49,11 +45,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start(run_dir):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(run_dir), str(EPOCHS), json.dumps(CONFIG)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture(scope="module")
+def start(run_on_backend):
+    """start(run_dir): the training SCRIPT, started on JAX; the Popen, its output piped."""
+    return lambda run_dir: run_on_backend.popen("jax", SCRIPT, run_dir, EPOCHS, json.dumps(CONFIG),
+                                                env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
 
 
 def epochs_saved(run_dir) -> int:
@@ -85,7 +81,7 @@ def kill(process) -> None:
 
 
 @pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
+def killed_and_resumed(tmp_path_factory, start):
     run_dir = tmp_path_factory.mktemp("kill") / "run"
     kills = []
     # Kill inside an epoch, in the middle of writing the checkpoint (once more if the

@@ -111,7 +111,7 @@ def test_a_conditional_vae_is_explored_as_the_class_given_by_label(capsys, no_fl
 def test_label_is_required_for_a_conditional_vae_and_refused_otherwise():
     with pytest.raises(TypeError, match=r"pass `label=`, one of 0..2 \(e.g. explore_latent\(model, label=2\)\)"):
         explorer.explore_latent(small_cvae(), static=True)
-    with pytest.raises(ValueError, match=r"`label` must lie in 0..2, got \[3\]"):
+    with pytest.raises(ValueError, match=r"`label` must lie in 0..2 \(the model's classes\), got 3"):
         explorer.explore_latent(small_cvae(), label=3, static=True)
     with pytest.raises(TypeError, match=r"`label` must be one integer class, got \[1, 2\]"):
         explorer.explore_latent(small_cvae(), label=[1, 2], static=True)

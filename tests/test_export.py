@@ -8,6 +8,8 @@ import pytest
 
 from vaekit.export import prediction_columns, read_prediction_csv, write_prediction_csv
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 
 def images(n=3, shape=(28, 28, 1), seed=0):
     return np.random.default_rng(seed).random((n, *shape)).astype(np.float32)

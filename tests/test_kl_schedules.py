@@ -1,9 +1,5 @@
 """KL schedules: a linear KL warm-up over the first training steps, and free bits per latent dimension."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -12,7 +8,6 @@ import pytest
 from keras import ops
 
 import vaekit
-from tiny import ROOT
 from vaekit.vae import kl_divergence
 
 
@@ -127,12 +122,8 @@ BACKEND_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_schedules_count_steps_on_other_backends(backend, tmp_path):
+def test_schedules_count_steps_on_other_backends(backend, tmp_path, run_on_backend):
     pytest.importorskip(backend)
-    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT)}
-    completed = subprocess.run([sys.executable, "-c", BACKEND_SCRIPT, str(tmp_path / "vae.keras")], env=env,
-                               capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.split("RESULT", 1)[1])
+    result = run_on_backend.results(backend, BACKEND_SCRIPT, tmp_path / "vae.keras", marker="RESULT")
     assert result["steps"] == result["loaded_steps"] == 8
     assert all(np.isfinite(result["loss"])) and all(np.isfinite(result["kl"]))

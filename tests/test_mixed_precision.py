@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from test_backends import BACKEND_MODULES, run_on_backend
+from test_backends import BACKEND_MODULES
 
 POLICIES = ("mixed_bfloat16", "mixed_float16")
 
@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     import matplotlib
     matplotlib.use("Agg")
     import vaekit
-    from vaekit import evaluate, plots, training
+    from vaekit import evaluate, on_device, plots, training
 
     warnings.simplefilter("ignore", UserWarning)  # "not a likelihood" notes on grey-level test images
     policy, folder = sys.argv[1], sys.argv[2]
@@ -95,7 +95,7 @@ SCRIPT = textwrap.dedent("""
     keras.utils.set_random_seed(0)
     vae = build("conv_vae", "continuous_bernoulli")
     vae.compile(optimizer=keras.optimizers.Adam(1e-2))
-    history = training.fit_on_device(vae, x, epochs=2, batch_size=16, verbose=0, seed=0).history
+    history = on_device.fit_on_device(vae, x, epochs=2, batch_size=16, verbose=0, seed=0).history
     codes = vae.encoder.predict(x, verbose=0)[0]
     reconstruction = vae.decoder.predict(codes, verbose=0)
     encode = lambda images: vae.encoder(images)[0]
@@ -156,15 +156,90 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+# --- In this process: the pieces the fix touched, on the backend the suite runs on -----------------
+# First in the file: these take a second and catch a 16-bit KL or loss at once; the subprocess tests
+# below take minutes.
+
+@pytest.fixture
+def bfloat16_policy():
+    """mixed_bfloat16 for the test, float32 again afterwards whatever happens."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_sampling_draws_its_noise_in_the_dtype_of_z(bfloat16_policy):
+    import keras
+    from keras import ops
+
+    from vaekit.vae import Sampling
+
+    z_mean = ops.cast(ops.zeros((4, 3)), "bfloat16")
+    z = Sampling(seed=0)([z_mean, z_mean])  # float32 noise times a bfloat16 sigma fails on TensorFlow
+    assert keras.backend.standardize_dtype(z.dtype) == "bfloat16"
+    assert 0 < float(ops.convert_to_numpy(ops.std(ops.cast(z, "float32")))) < 2
+
+
+@pytest.mark.parametrize("kind", ["bce", "mse", "continuous_bernoulli", "gaussian"])
+def test_losses_of_16_bit_reconstructions_are_summed_in_float32(kind):
+    import keras
+    from keras import ops
+
+    from vaekit.vae import reconstruction_loss
+
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 28, 28, 1)).astype("float32")
+    reconstruction = ops.cast(rng.uniform(0.05, 0.95, (3, 28, 28, 1)).astype("float32"), "bfloat16")
+    log_var = ops.cast(ops.full((), -1.5), "bfloat16") if kind == "gaussian" else None
+    loss = reconstruction_loss(x, reconstruction, kind, log_var)
+    # The same bfloat16 values, upcast first: float32 arithmetic all the way gives the same sums.
+    expected = reconstruction_loss(x, ops.cast(reconstruction, "float32"), kind,
+                                   None if log_var is None else ops.cast(log_var, "float32"))
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+    np.testing.assert_allclose(ops.convert_to_numpy(loss), ops.convert_to_numpy(expected), rtol=1e-6)
+
+
+def test_kl_mean_image_and_importance_weights_of_16_bit_inputs_are_float32():
+    import keras
+    from keras import ops
+
+    from vaekit.evaluate import log_importance_weights
+    from vaekit.vae import distribution_mean, kl_divergence
+
+    rng = np.random.default_rng(1)
+    z_mean, z_log_var = (ops.cast(rng.normal(size=(5, 16)).astype("float32"), "bfloat16") for _ in range(2))
+    kl = kl_divergence(z_mean, z_log_var)
+    assert keras.backend.standardize_dtype(kl.dtype) == "float32"
+    np.testing.assert_allclose(ops.convert_to_numpy(kl), ops.convert_to_numpy(
+        kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))), rtol=1e-6)
+    mean = distribution_mean("continuous_bernoulli", ops.cast(ops.full((2, 4), 0.9), "bfloat16"))
+    assert keras.backend.standardize_dtype(mean.dtype) == "float32"
+    # lambda = 0.9 rounds to 0.8984375 in bfloat16; its mean in float32 (in bfloat16 it would be 0.668 or 0.672)
+    lam = 0.8984375
+    np.testing.assert_allclose(ops.convert_to_numpy(mean), lam / (2 * lam - 1) + 1 / (2 * np.arctanh(1 - 2 * lam)),
+                               rtol=1e-5)
+    z = ops.cast(rng.normal(size=(5, 3, 16)).astype("float32"), "bfloat16")
+    log_weights = log_importance_weights(ops.full((5, 3), -100.0), z, z_mean, z_log_var)
+    assert keras.backend.standardize_dtype(log_weights.dtype) == "float32"
+    assert np.all(np.isfinite(ops.convert_to_numpy(log_weights)))
+
+
+# --- In a fresh interpreter per backend and policy: training, evaluation, saving, plots ---------------
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, real_data_dir):
+def results(tmp_path_factory, real_data_dir, run_on_backend):
     """Each backend and policy's results, run once per (backend, policy) on first use."""
     cache = {}
 
     def get(backend, policy):
         if (backend, policy) not in cache:
             folder = tmp_path_factory.mktemp(f"{backend}-{policy}")
-            cache[backend, policy] = run_on_backend(backend, SCRIPT, real_data_dir, policy, str(folder))
+            cache[backend, policy] = run_on_backend.results(backend, SCRIPT, policy, folder,
+                                                            env={"VAEKIT_DATA_DIR": real_data_dir})
         return cache[backend, policy]
 
     return get
@@ -245,73 +320,3 @@ def test_autoencoders_train_under_the_policy(results, backend, policy):
         assert np.all(np.isfinite(row["loss"])) and row["loss"][-1] < row["loss"][0], f"{where}: {row['loss']}"
         assert row["output"] == compute_dtype(policy), where  # Keras' predict gives the last layer's dtype
         assert 0 < row["metrics"]["bce_per_pixel"] < 1.5 and 0 <= row["metrics"]["mse_per_pixel"] <= 1, where
-
-
-# --- In this process: the pieces the fix touched, on the backend the suite runs on -----------------
-
-@pytest.fixture
-def bfloat16_policy():
-    """mixed_bfloat16 for the test, float32 again afterwards whatever happens."""
-    import keras
-
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def test_sampling_draws_its_noise_in_the_dtype_of_z(bfloat16_policy):
-    import keras
-    from keras import ops
-
-    from vaekit.vae import Sampling
-
-    z_mean = ops.cast(ops.zeros((4, 3)), "bfloat16")
-    z = Sampling(seed=0)([z_mean, z_mean])  # float32 noise times a bfloat16 sigma fails on TensorFlow
-    assert keras.backend.standardize_dtype(z.dtype) == "bfloat16"
-    assert 0 < float(ops.convert_to_numpy(ops.std(ops.cast(z, "float32")))) < 2
-
-
-@pytest.mark.parametrize("kind", ["bce", "mse", "continuous_bernoulli", "gaussian"])
-def test_losses_of_16_bit_reconstructions_are_summed_in_float32(kind):
-    import keras
-    from keras import ops
-
-    from vaekit.vae import reconstruction_loss
-
-    rng = np.random.default_rng(0)
-    x = rng.random((3, 28, 28, 1)).astype("float32")
-    reconstruction = ops.cast(rng.uniform(0.05, 0.95, (3, 28, 28, 1)).astype("float32"), "bfloat16")
-    log_var = ops.cast(ops.full((), -1.5), "bfloat16") if kind == "gaussian" else None
-    loss = reconstruction_loss(x, reconstruction, kind, log_var)
-    # The same bfloat16 values, upcast first: float32 arithmetic all the way gives the same sums.
-    expected = reconstruction_loss(x, ops.cast(reconstruction, "float32"), kind,
-                                   None if log_var is None else ops.cast(log_var, "float32"))
-    assert keras.backend.standardize_dtype(loss.dtype) == "float32"
-    np.testing.assert_allclose(ops.convert_to_numpy(loss), ops.convert_to_numpy(expected), rtol=1e-6)
-
-
-def test_kl_mean_image_and_importance_weights_of_16_bit_inputs_are_float32():
-    import keras
-    from keras import ops
-
-    from vaekit.evaluate import log_importance_weights
-    from vaekit.vae import distribution_mean, kl_divergence
-
-    rng = np.random.default_rng(1)
-    z_mean, z_log_var = (ops.cast(rng.normal(size=(5, 16)).astype("float32"), "bfloat16") for _ in range(2))
-    kl = kl_divergence(z_mean, z_log_var)
-    assert keras.backend.standardize_dtype(kl.dtype) == "float32"
-    np.testing.assert_allclose(ops.convert_to_numpy(kl), ops.convert_to_numpy(
-        kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))), rtol=1e-6)
-    mean = distribution_mean("continuous_bernoulli", ops.cast(ops.full((2, 4), 0.9), "bfloat16"))
-    assert keras.backend.standardize_dtype(mean.dtype) == "float32"
-    # lambda = 0.9 rounds to 0.8984375 in bfloat16; its mean in float32 (in bfloat16 it would be 0.668 or 0.672)
-    lam = 0.8984375
-    np.testing.assert_allclose(ops.convert_to_numpy(mean), lam / (2 * lam - 1) + 1 / (2 * np.arctanh(1 - 2 * lam)),
-                               rtol=1e-5)
-    z = ops.cast(rng.normal(size=(5, 3, 16)).astype("float32"), "bfloat16")
-    log_weights = log_importance_weights(ops.full((5, 3), -100.0), z, z_mean, z_log_var)
-    assert keras.backend.standardize_dtype(log_weights.dtype) == "float32"
-    assert np.all(np.isfinite(ops.convert_to_numpy(log_weights)))

@@ -8,6 +8,8 @@ import pytest
 
 import vaekit
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 # Parameter counts of the architectures as the seeds describe them (by hand:
 # kernel*kernel*in*out + out per convolution, in*out + out per dense layer).
 SEED_PARAMETER_COUNTS = [

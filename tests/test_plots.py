@@ -8,6 +8,8 @@ import pytest
 import vaekit
 from vaekit import plots
 
+pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
+
 
 class CountingDecoder:
     """A stand-in decoder (z -> 28x28 image) that counts its predict calls."""

@@ -1,21 +1,16 @@
 """scripts/precision_check.py trains under a mixed-precision policy and tables the result beside float32's."""
 
-import importlib.util
-
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from tiny import ROOT
+from tiny import ROOT, load_script
 
 
 @pytest.fixture(scope="module")
 def precision_check():
-    spec = importlib.util.spec_from_file_location("precision_check", ROOT / "scripts" / "precision_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/precision_check.py")
 
 
 def test_quick_run_tables_the_mixed_run_beside_the_committed_float32_runs(precision_check, real_data_dir, monkeypatch):

@@ -25,7 +25,7 @@ import pytest
 
 from tiny import ROOT
 import vaekit
-from vaekit import _io, _runfolder, training
+from vaekit import _io, _lock, training
 
 EPOCHS = 5
 CONFIG = {"purpose": "lock test"}
@@ -53,11 +53,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def start(run_dir, go_file="-", epochs=EPOCHS):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.Popen([sys.executable, "-c", SCRIPT, str(run_dir), str(epochs), str(go_file)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def start(run_on_backend):
+    """start(run_dir, go_file="-", epochs=EPOCHS): the training SCRIPT, started on JAX; the Popen, its output piped."""
+    return lambda run_dir, go_file="-", epochs=EPOCHS: run_on_backend.popen(
+        "jax", SCRIPT, run_dir, epochs, go_file, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
 
 
 def wait_for_line(process, text: str, timeout: float = 240.0) -> None:
@@ -111,7 +111,7 @@ def leftovers(run_dir) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir() if _io.TEMPORARY_MARK in p.name or p.name.endswith(".removing"))
 
 
-def test_two_processes_started_together_one_trains_the_other_is_refused_naming_folder_and_holder(tmp_path):
+def test_two_processes_started_together_one_trains_the_other_is_refused_naming_folder_and_holder(tmp_path, start):
     run_dir, go = tmp_path / "run", tmp_path / "go"
     processes = [start(run_dir, go), start(run_dir, go)]
     for process in processes:
@@ -127,10 +127,10 @@ def test_two_processes_started_together_one_trains_the_other_is_refused_naming_f
     history = json.loads(results[winner][1].split("RESULTS", 1)[1])
     assert len(history["loss"]) == EPOCHS
     assert_same_history(history, run_dir)
-    assert not (run_dir / _runfolder.LOCK_NAME).exists() and leftovers(run_dir) == []
+    assert not (run_dir / _lock.LOCK_NAME).exists() and leftovers(run_dir) == []
 
 
-def test_a_process_started_mid_run_is_refused_and_the_first_loses_nothing(tmp_path):
+def test_a_process_started_mid_run_is_refused_and_the_first_loses_nothing(tmp_path, start):
     run_dir = tmp_path / "run"
     first, second = start(run_dir, tmp_path / "go first"), start(run_dir, tmp_path / "go second")
     for process in (first, second):
@@ -148,13 +148,13 @@ def test_a_process_started_mid_run_is_refused_and_the_first_loses_nothing(tmp_pa
     assert leftovers(run_dir) == []
 
 
-def test_the_lock_of_a_killed_process_is_taken_over_and_the_run_resumes(tmp_path):
+def test_the_lock_of_a_killed_process_is_taken_over_and_the_run_resumes(tmp_path, start):
     run_dir = tmp_path / "run"
     first = start(run_dir)
     wait_until(first, lambda: epochs_saved(run_dir) >= 1)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    lock = json.loads((run_dir / _runfolder.LOCK_NAME).read_text())
+    lock = json.loads((run_dir / _lock.LOCK_NAME).read_text())
     assert lock["pid"] == first.pid  # SIGKILL runs no `finally`: the lock stays behind
     saved = epochs_saved(run_dir)
     assert 1 <= saved < EPOCHS
@@ -164,10 +164,10 @@ def test_the_lock_of_a_killed_process_is_taken_over_and_the_run_resumes(tmp_path
     history = json.loads(out.split("RESULTS", 1)[1])
     assert len(history["loss"]) == EPOCHS
     assert_same_history(history, run_dir)
-    assert not (run_dir / _runfolder.LOCK_NAME).exists()
+    assert not (run_dir / _lock.LOCK_NAME).exists()
 
 
-def test_ctrl_c_releases_the_lock(tmp_path):
+def test_ctrl_c_releases_the_lock(tmp_path, start):
     run_dir, epochs = tmp_path / "run", 4 * EPOCHS
     process = start(run_dir, epochs=epochs)
     wait_until(process, lambda: epochs_saved(run_dir) >= 1)
@@ -181,7 +181,7 @@ def test_ctrl_c_releases_the_lock(tmp_path):
             pass
     code, _, error = finish(process)
     assert code != 0 and "KeyboardInterrupt" in error
-    assert not (run_dir / _runfolder.LOCK_NAME).exists()
+    assert not (run_dir / _lock.LOCK_NAME).exists()
     assert 1 <= epochs_saved(run_dir) < epochs
 
 
@@ -190,7 +190,7 @@ def test_ctrl_c_releases_the_lock(tmp_path):
 def write_lock(run_dir, **record) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"host": socket.gethostname(), "started": time.time(), "started_utc": "now", "token": "x", **record}
-    (run_dir / _runfolder.LOCK_NAME).write_text(json.dumps(record))
+    (run_dir / _lock.LOCK_NAME).write_text(json.dumps(record))
 
 
 def tiny_run():
@@ -221,7 +221,7 @@ def test_a_lock_left_by_a_process_that_has_ended_is_taken_over(tmp_path):
     vae, x = tiny_run()
     history = training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
     assert len(history["loss"]) == 1
-    assert not (tmp_path / "run" / _runfolder.LOCK_NAME).exists()
+    assert not (tmp_path / "run" / _lock.LOCK_NAME).exists()
 
 
 def test_a_lock_whose_pid_now_belongs_to_a_newer_process_is_stale(tmp_path):
@@ -236,14 +236,14 @@ def test_a_lock_whose_pid_now_belongs_to_a_newer_process_is_stale(tmp_path):
 def test_a_lock_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
     write_lock(tmp_path / "run", pid=12345, host="other-machine")
     vae, x = tiny_run()
-    lock = tmp_path / "run" / _runfolder.LOCK_NAME
+    lock = tmp_path / "run" / _lock.LOCK_NAME
     with pytest.raises(training.RunFolderBusyError, match=rf"'other-machine'.*delete {lock}"):
         training.fit_resumable(vae, x, run_dir=tmp_path / "run", epochs=1, verbose=0)
 
 
 def test_a_lock_file_that_was_never_written_blocks_only_briefly(tmp_path, monkeypatch):
     (tmp_path / "run").mkdir()
-    lock = tmp_path / "run" / _runfolder.LOCK_NAME
+    lock = tmp_path / "run" / _lock.LOCK_NAME
     lock.touch()  # a holder killed between creating the file and writing it
     old = time.time() - 60
     os.utime(lock, (old, old))
@@ -264,16 +264,16 @@ def test_a_run_whose_lock_was_taken_writes_nothing_more(tmp_path):
         training.fit_resumable(vae, x, run_dir=run_dir, epochs=3, verbose=0, batch_size=8,
                                callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=take_lock)])
     assert (run_dir / "checkpoint.npz").read_bytes() == before
-    assert json.loads((run_dir / _runfolder.LOCK_NAME).read_text())["token"] == "another holder"  # not removed
+    assert json.loads((run_dir / _lock.LOCK_NAME).read_text())["token"] == "another holder"  # not removed
 
 
 def test_the_same_process_cannot_open_a_folder_twice(tmp_path):
-    with _runfolder.RunLock(tmp_path):
+    with _lock.RunLock(tmp_path):
         with pytest.raises(training.RunFolderBusyError, match="this one"):
-            _runfolder.RunLock(tmp_path).acquire()
-    with _runfolder.RunLock(tmp_path):  # released on exit
-        assert json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())["pid"] == os.getpid()
-    assert not (tmp_path / _runfolder.LOCK_NAME).exists()
+            _lock.RunLock(tmp_path).acquire()
+    with _lock.RunLock(tmp_path):  # released on exit
+        assert json.loads((tmp_path / _lock.LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / _lock.LOCK_NAME).exists()
 
 
 # --- Races on a stale lock ------------------------------------------------------------------------
@@ -282,20 +282,20 @@ def test_a_stale_lock_found_by_two_processes_is_removed_once(tmp_path):
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     write_lock(tmp_path, pid=ended.pid)
-    stale = json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())
-    first = _runfolder.RunLock(tmp_path)
+    stale = json.loads((tmp_path / _lock.LOCK_NAME).read_text())
+    first = _lock.RunLock(tmp_path)
     first.acquire()  # removed the stale lock and wrote its own
-    _runfolder.RunLock(tmp_path)._remove_stale(stale)  # the second, late, with the record it read before
-    assert json.loads((tmp_path / _runfolder.LOCK_NAME).read_text())["token"] == first.token
+    _lock.RunLock(tmp_path)._remove_stale(stale)  # the second, late, with the record it read before
+    assert json.loads((tmp_path / _lock.LOCK_NAME).read_text())["token"] == first.token
     first.release()
 
 
 def test_a_lock_file_being_created_is_not_taken_for_stale(tmp_path):
-    (tmp_path / _runfolder.LOCK_NAME).touch()  # created a moment ago, its record not yet written
-    _runfolder.RunLock(tmp_path)._remove_stale(None)
-    assert (tmp_path / _runfolder.LOCK_NAME).exists()
+    (tmp_path / _lock.LOCK_NAME).touch()  # created a moment ago, its record not yet written
+    _lock.RunLock(tmp_path)._remove_stale(None)
+    assert (tmp_path / _lock.LOCK_NAME).exists()
     with pytest.raises(training.RunFolderBusyError, match="moments ago"):
-        _runfolder.RunLock(tmp_path).acquire()
+        _lock.RunLock(tmp_path).acquire()
 
 
 RACER = textwrap.dedent("""
@@ -323,7 +323,7 @@ def test_eight_processes_on_a_stale_lock_exactly_one_takes_it(tmp_path):
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     write_lock(tmp_path / "run", pid=ended.pid)
-    module = ROOT / "vaekit" / "_runfolder.py"
+    module = ROOT / "vaekit" / "_lock.py"
     racers = [subprocess.Popen([sys.executable, "-c", RACER, str(module), str(tmp_path / "run"), str(tmp_path / "go")],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
     for racer in racers:

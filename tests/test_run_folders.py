@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -177,7 +175,7 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
-def test_shortened_runs_write_nothing_into_the_checkout_and_never_load_each_others_files(tmp_path):
+def test_shortened_runs_write_nothing_into_the_checkout_and_never_load_each_others_files(tmp_path, run_on_backend):
     root = tmp_path / "checkout"
     (root / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
@@ -185,15 +183,12 @@ def test_shortened_runs_write_nothing_into_the_checkout_and_never_load_each_othe
     (root / "figures" / "03_conv_vae_loss.png").write_bytes(b"the committed full-length figure")
     (tmp_path / "tmp").mkdir()
     before = tree(root)
-    env = {key: value for key, value in os.environ.items() if key not in VARIABLES}
-    env.update(VAEKIT_EPOCHS="2", TMPDIR=str(tmp_path / "tmp"), KERAS_BACKEND="tensorflow",
-               PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    env = {**dict.fromkeys(VARIABLES), "VAEKIT_EPOCHS": "2", "TMPDIR": tmp_path / "tmp",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
 
     printed = []
     for _ in range(2):
-        run = subprocess.run([sys.executable, "-c", NOTEBOOK_LIKE], cwd=root / "notebooks", env=env,
-                             capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr[-3000:]
+        run = run_on_backend("tensorflow", NOTEBOOK_LIKE, cwd=root / "notebooks", env=env, timeout=300)
         printed.append(run.stdout)
 
     assert tree(root) == before

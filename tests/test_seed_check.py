@@ -1,19 +1,14 @@
 """scripts/seed_check.py trains the seeds' reported configurations and tabulates ours beside theirs."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from tiny import ROOT
+from tiny import load_script
 
 
 @pytest.fixture(scope="module")
 def seed_check():
-    spec = importlib.util.spec_from_file_location("seed_check", ROOT / "scripts" / "seed_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/seed_check.py")
 
 
 @pytest.fixture

@@ -4,10 +4,6 @@ On JAX it replaces fit's per-batch loop with one compiled epoch; the JAX checks 
 a subprocess (Keras picks its backend once per process). On TensorFlow it is `fit`.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -15,15 +11,14 @@ import numpy as np
 import pytest
 
 import vaekit
-from tiny import ROOT
-from vaekit.training import fit_on_device
+from vaekit.on_device import fit_on_device
 
 JAX_SCRIPT = textwrap.dedent("""
     import json
     import keras, numpy as np
     import vaekit
     from vaekit import data
-    from vaekit.training import fit_on_device
+    from vaekit.on_device import fit_on_device
 
     (x, _), _ = data.load_mnist(limit=300)  # batch 128: two full batches and a remainder of 44
 
@@ -69,12 +64,8 @@ JAX_SCRIPT = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def jax_results(real_data_dir):
-    env = {**os.environ, "KERAS_BACKEND": "jax", "VAEKIT_DATA_DIR": str(real_data_dir), "PYTHONPATH": str(ROOT),
-           "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.split("RESULTS", 1)[1])
+def jax_results(real_data_dir, run_on_backend):
+    return run_on_backend.results("jax", JAX_SCRIPT, env={"VAEKIT_DATA_DIR": real_data_dir})
 
 
 def test_jax_epoch_matches_fit_step_for_step(jax_results):
@@ -114,6 +105,7 @@ def compiled_vae():
     return vae
 
 
+@pytest.mark.oldest_versions
 def test_other_backends_use_fit_and_return_its_history():
     x = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
     seen = []

@@ -22,6 +22,7 @@ def as_numpy(x):
     return ops.convert_to_numpy(x)
 
 
+@pytest.mark.oldest_versions
 def test_sampling_draws_from_the_requested_gaussian():
     n = 20_000
     z_mean = np.full((n, 2), [1.0, -2.0], "float32")
@@ -31,6 +32,7 @@ def test_sampling_draws_from_the_requested_gaussian():
     np.testing.assert_allclose(z.std(axis=0), [0.5, 2.0], rtol=0.03)
 
 
+@pytest.mark.oldest_versions
 def test_sampling_is_reproducible_with_a_seed_and_serialisable():
     inputs = [np.zeros((3, 4), "float32"), np.zeros((3, 4), "float32")]
     first, second = vaekit.Sampling(seed=7), vaekit.Sampling(seed=7)
@@ -39,6 +41,7 @@ def test_sampling_is_reproducible_with_a_seed_and_serialisable():
     assert clone.seed == 7
 
 
+@pytest.mark.oldest_versions
 def test_bce_reconstruction_loss_is_bernoulli_negative_log_likelihood_summed_over_pixels():
     rng = np.random.default_rng(0)
     x = (rng.random((5, 4, 4, 1)) > 0.5).astype("float32")
@@ -47,12 +50,14 @@ def test_bce_reconstruction_loss_is_bernoulli_negative_log_likelihood_summed_ove
     np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, p, "bce")), expected, rtol=1e-4)
 
 
+@pytest.mark.oldest_versions
 def test_mse_reconstruction_loss_is_summed_squared_error():
     x = np.zeros((2, 3, 3, 1), "float32")
     r = np.full((2, 3, 3, 1), 0.5, "float32")
     np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, r, "mse")), [9 * 0.25] * 2)
 
 
+@pytest.mark.oldest_versions
 def test_kl_divergence_matches_monte_carlo_estimate():
     mu, log_var = np.array([[0.5, -1.0]], "float32"), np.array([[-0.5, 0.7]], "float32")
     rng = np.random.default_rng(1)
@@ -65,6 +70,7 @@ def test_kl_divergence_matches_monte_carlo_estimate():
     assert float(as_numpy(vaekit.kl_divergence(np.zeros((1, 2)), np.zeros((1, 2))))[0]) == pytest.approx(0.0)
 
 
+@pytest.mark.oldest_versions
 def test_huge_log_variance_gives_finite_loss():
     mu, log_var = np.zeros((1, 2), "float32"), np.full((1, 2), 1e4, "float32")
     assert np.isfinite(as_numpy(vaekit.kl_divergence(mu, log_var))).all()
@@ -72,6 +78,7 @@ def test_huge_log_variance_gives_finite_loss():
     assert np.isfinite(z).all() and np.abs(z).max() < 10 * np.exp(0.5 * LOG_VAR_MAX)
 
 
+@pytest.mark.oldest_versions
 def test_compute_loss_is_reconstruction_plus_beta_times_kl():
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
     for beta in (0.0, 1.0, 4.0):
@@ -92,6 +99,7 @@ def mnist_subset():
     return x_train, x_test
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("beta", [0.0, 2.0])
 def test_logged_loss_is_reconstruction_plus_beta_kl_even_with_a_short_last_batch(beta):
     # 5 images in batches of 2: the last batch has one image. Keras weighs its `loss` by batch
@@ -106,6 +114,7 @@ def test_logged_loss_is_reconstruction_plus_beta_kl_even_with_a_short_last_batch
         assert logs[f"{prefix}loss"][0] == pytest.approx(combined, rel=1e-5)
 
 
+@pytest.mark.oldest_versions
 def test_brief_training_reduces_all_six_tracked_losses(mnist_subset):
     x_train, x_test = mnist_subset
     keras.utils.set_random_seed(0)
@@ -118,6 +127,7 @@ def test_brief_training_reduces_all_six_tracked_losses(mnist_subset):
     assert history["val_loss"][-1] < history["val_loss"][0]
 
 
+@pytest.mark.oldest_versions
 def test_saved_vae_reloads_without_custom_objects_and_gives_identical_outputs(tmp_path):
     vae = vaekit.conv_vae(latent_dim=3, beta=2.0, reconstruction="mse", seed=5)
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
@@ -131,6 +141,7 @@ def test_saved_vae_reloads_without_custom_objects_and_gives_identical_outputs(tm
     np.testing.assert_array_equal(as_numpy(loaded.encoder(x)[0]), as_numpy(vae.encoder(x)[0]))
 
 
+@pytest.mark.oldest_versions
 def test_vae_accepts_a_subclassed_encoder_and_builds_on_first_call():
     class MeanOfPixels(keras.Model):
         """x -> (z_mean, z_log_var, z) with d = 2, no weights: enough to exercise the VAE."""
@@ -184,11 +195,13 @@ def integral_over_unit_interval(function):
     return integrate.fixed_quad(function, 0.0, 1.0, n=64)[0]
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("lam", LAMBDAS)
 def test_continuous_bernoulli_density_integrates_to_one(lam):
     assert integral_over_unit_interval(per_pixel_density("continuous_bernoulli", lam)) == pytest.approx(1.0, abs=2e-6)
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("lam", [1e-4, 0.3, 0.5, 0.7, 1 - 1e-4])
 def test_bce_on_grey_pixels_integrates_to_one_over_c_not_to_one(lam):
     mass = integral_over_unit_interval(per_pixel_density("bce", lam))
@@ -197,6 +210,7 @@ def test_bce_on_grey_pixels_integrates_to_one_over_c_not_to_one(lam):
     assert mass <= 0.5 + 1e-6  # C(lambda) >= 2: at least half the mass is missing
 
 
+@pytest.mark.oldest_versions
 def test_continuous_bernoulli_log_norm_matches_float64_closed_form_on_both_sides_of_the_series():
     lam = np.array(LAMBDAS, dtype="float32")
     got = as_numpy(continuous_bernoulli_log_norm(lam))
@@ -204,6 +218,7 @@ def test_continuous_bernoulli_log_norm_matches_float64_closed_form_on_both_sides
     assert got[LAMBDAS.index(0.5)] == pytest.approx(np.log(2.0), abs=1e-7)
 
 
+@pytest.mark.oldest_versions
 def test_continuous_bernoulli_loss_is_bce_minus_log_norm_summed_over_pixels():
     rng = np.random.default_rng(0)
     x = rng.random((3, 4, 4, 1)).astype("float32")
@@ -213,6 +228,7 @@ def test_continuous_bernoulli_loss_is_bce_minus_log_norm_summed_over_pixels():
     np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, lam, "continuous_bernoulli")), expected, rtol=1e-4)
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("lam", [1e-4, 0.2, 0.4999, 0.5, 0.53, 0.9])
 def test_continuous_bernoulli_mean_matches_the_integral_of_x_times_density(lam):
     density = per_pixel_density("continuous_bernoulli", lam)
@@ -221,6 +237,7 @@ def test_continuous_bernoulli_mean_matches_the_integral_of_x_times_density(lam):
     assert got == pytest.approx(mean, abs=2e-6)
 
 
+@pytest.mark.oldest_versions
 def test_distribution_mean_is_the_output_itself_for_the_other_kinds():
     output = np.array([[0.1, 0.5, 0.9]], "float32")
     for kind in ("bce", "mse", "gaussian"):
@@ -229,6 +246,7 @@ def test_distribution_mean_is_the_output_itself_for_the_other_kinds():
         distribution_mean("poisson", output)
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("log_var", [-3.0, np.linspace(-4.0, 1.0, 16, dtype="float32").reshape(4, 4, 1)])
 def test_gaussian_reconstruction_loss_is_the_negative_log_density_with_its_constant(log_var):
     rng = np.random.default_rng(0)
@@ -239,12 +257,14 @@ def test_gaussian_reconstruction_loss_is_the_negative_log_density_with_its_const
     np.testing.assert_allclose(as_numpy(vaekit.reconstruction_loss(x, mu, "gaussian", log_var)), expected, rtol=1e-5)
 
 
+@pytest.mark.oldest_versions
 def test_gaussian_reconstruction_loss_without_log_var_is_a_clear_error():
     x = np.zeros((1, 2, 2, 1), "float32")
     with pytest.raises(ValueError, match="log_var"):
         vaekit.reconstruction_loss(x, x, "gaussian")
 
 
+@pytest.mark.oldest_versions
 def test_gaussian_vae_owns_one_trainable_log_variance_or_one_per_pixel():
     shared = vaekit.conv_vae(latent_dim=2, hidden_units=4, filters=(4, 4), reconstruction="gaussian", seed=0)
     assert tuple(shared.decoder_log_var.shape) == ()
@@ -254,6 +274,7 @@ def test_gaussian_vae_owns_one_trainable_log_variance_or_one_per_pixel():
     assert vaekit.conv_vae(latent_dim=2, hidden_units=4, filters=(4, 4), seed=0).decoder_log_var is None
 
 
+@pytest.mark.oldest_versions
 def test_per_pixel_variance_is_only_for_the_gaussian():
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=4)
     with pytest.raises(ValueError, match="per_pixel_variance"):
@@ -262,6 +283,7 @@ def test_per_pixel_variance_is_only_for_the_gaussian():
         vaekit.VAE(vae.encoder, vae.decoder, reconstruction="gaussian", per_pixel_variance="yes")
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("kind", ["continuous_bernoulli", "gaussian"])
 def test_compute_loss_of_new_kinds_is_their_likelihood_plus_beta_times_kl(kind):
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
@@ -277,6 +299,7 @@ def test_compute_loss_of_new_kinds_is_their_likelihood_plus_beta_times_kl(kind):
     assert loss == pytest.approx(reconstruction + 3.0 * kl, rel=1e-5)
 
 
+@pytest.mark.oldest_versions
 def test_decode_returns_the_distribution_mean_not_lambda():
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, reconstruction="continuous_bernoulli", seed=0)
     z = np.random.default_rng(0).standard_normal((3, 2)).astype("float32")
@@ -285,6 +308,7 @@ def test_decode_returns_the_distribution_mean_not_lambda():
     assert not np.allclose(as_numpy(vae.decode(z)), lam, atol=1e-3)
 
 
+@pytest.mark.oldest_versions
 @pytest.mark.parametrize("per_pixel", [False, True])
 def test_gaussian_vae_saves_and_reloads_its_learned_variance(tmp_path, per_pixel):
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, beta=0.5, reconstruction="gaussian", seed=0)
@@ -298,6 +322,7 @@ def test_gaussian_vae_saves_and_reloads_its_learned_variance(tmp_path, per_pixel
     np.testing.assert_array_equal(as_numpy(loaded.decoder_log_var), learned)
 
 
+@pytest.mark.oldest_versions
 def test_compile_runs_several_steps_per_call_on_tensorflow_only_unless_told():
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1))
     vae.compile(optimizer="adam")
@@ -308,6 +333,7 @@ def test_compile_runs_several_steps_per_call_on_tensorflow_only_unless_told():
     assert vae.steps_per_execution == 3
 
 
+@pytest.mark.oldest_versions
 def test_default_steps_per_execution_gives_the_same_training_as_one_step_per_call():
     x = np.random.default_rng(0).random((70, 4, 4, 1)).astype("float32")  # 4 batches of 16 and one of 6
 
@@ -338,13 +364,7 @@ print("STEPS", vae.steps_per_execution, "LOSS", history["loss"][0])
 @pytest.mark.xfail(keras.backend.backend() == "torch", strict=True, raises=AssertionError,
                    reason="Keras saves PyTorch's optimizer as keras.src.backend.torch.optimizers.torch_adam.Adam, "
                           "which TensorFlow then loads and cannot run")
-def test_compiled_vae_reloads_compiled_and_trains_on_another_backend(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from tiny import ROOT
-
+def test_compiled_vae_reloads_compiled_and_trains_on_another_backend(tmp_path, run_on_backend):
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1), seed=0)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
     vae.save(tmp_path / "vae.keras")
@@ -352,10 +372,7 @@ def test_compiled_vae_reloads_compiled_and_trains_on_another_backend(tmp_path):
     assert loaded.compiled and loaded.steps_per_execution == vae.steps_per_execution
     # The file records "vaekit's default", not TensorFlow's 32: PyTorch refuses more than 1.
     other = "torch" if keras.backend.backend() != "torch" else "tensorflow"
-    env = {**os.environ, "KERAS_BACKEND": other, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    run = subprocess.run([sys.executable, "-c", LOAD_AND_TRAIN, str(tmp_path / "vae.keras")], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_on_backend(other, LOAD_AND_TRAIN, tmp_path / "vae.keras", timeout=300)
     steps = int(run.stdout.split("STEPS", 1)[1].split()[0])
     assert steps == (TENSORFLOW_STEPS_PER_EXECUTION if other == "tensorflow" else 1)
     assert np.isfinite(float(run.stdout.split("LOSS", 1)[1].split()[0]))

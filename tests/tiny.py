@@ -1,12 +1,24 @@
-"""Tiny models and images shared by the tests (imported as `tiny`)."""
+"""Tiny models and images shared by the tests (imported as `tiny`), and `load_script`."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(path: str | Path):
+    """A script of the checkout (`path` relative to it, e.g. "scripts/seed_check.py") as a module named
+    after its file, without running its main()."""
+    path = ROOT / path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 # Every builder at its smallest useful size: keyword arguments for each, so tests
 # that must touch all six (saving, shapes) stay fast on a shared CPU.

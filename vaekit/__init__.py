@@ -2,51 +2,34 @@
 
 Where things are:
 
-* `vaekit.vae`: the model, the file to copy (`Sampling`, the likelihoods, the KL,
-  `VAE` with `compute_loss`); it imports only Keras.
-* `vaekit.models`: one builder per architecture, plain Keras functions.
+* `vaekit.vae`: the file to copy: `Sampling`, the likelihoods, the KL, `VAE` (its loss
+  in `compute_loss`), `Autoencoder`, and the checks every model and builder runs.
+  It imports only Keras, NumPy and the standard library.
+* `vaekit.models`: one builder per architecture; `vaekit.conv_vae is vaekit.models.conv_vae`.
 * `vaekit.cvae`: the conditional VAE (`ConditionalVAE`, `conditional_conv_vae`,
   `generate`), the file to copy with `vae.py`.
-* `vaekit.training`: how vaekit trains: `VAE` with its data checks and NaN stop,
-  `fit_resumable` (runs that survive a stop), `fit_on_device` (a JAX fast path).
-* `vaekit.autoencoder`: `Autoencoder`, the checked model vaekit's autoencoder builders return.
-* `vaekit.checks`: the argument and data checks; `data`, `evaluate`, `plots`,
-  `export`, `experiments` (a notebook's plumbing) do what their names say;
-  `explorer.explore_latent` puts sliders over a latent code in a notebook.
+* `vaekit.training`: `fit_resumable`, runs that survive a stop (one folder per run).
+* `vaekit.on_device`: `fit_on_device`, one compiled program per epoch on JAX.
+* `data`, `evaluate`, `plots`, `export`, `experiments` (a notebook's plumbing) do what
+  their names say; `explorer.explore_latent` puts sliders over a latent code in a notebook.
 
 All are imported with the package: `import vaekit` then `vaekit.data.load_mnist()`.
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import (autoencoder, checks, cvae, data, evaluate, experiments, explorer, export, models, plots,
-                    training, vae)
-from vaekit.autoencoder import checking_data
-from vaekit.training import VAE, ConditionalVAE
-from vaekit.vae import Sampling, kl_divergence, reconstruction_loss
-
-# The builders as vaekit exports them: `vaekit.models`' plain functions, each called with
-# its arguments checked first (`vaekit.checks.builder_arguments`), so that a wrong size
-# is named before anything is built; an autoencoder comes back as an `Autoencoder`
-# (the same layers), whose `fit`, `evaluate` and `predict` check the data in the range of
-# its output layer (sigmoid: [0, 1], tanh: [-1, 1]). A copied builder leaves all that to Keras.
-conv_autoencoder = checks.checked(checking_data(models.conv_autoencoder, (0.0, 1.0)))
-conv_vae = checks.checked(models.conv_vae)
-# The conditional VAE's builder is `vaekit.cvae`'s, returning vaekit's guarded class.
-conditional_conv_vae = checks.checked(training.with_checks(cvae.conditional_conv_vae))
-deterministic_autoencoder = checks.checked(checking_data(models.deterministic_autoencoder, (0.0, 1.0)))
-fc_autoencoder = checks.checked(checking_data(models.fc_autoencoder, (0.0, 1.0)))
-fc_vae = checks.checked(models.fc_vae)
-fcn_autoencoder = checks.checked(checking_data(models.fcn_autoencoder, (-1.0, 1.0)))
-strided_conv_autoencoder = checks.checked(checking_data(models.strided_conv_autoencoder, (-1.0, 1.0)))
+from vaekit import cvae, data, evaluate, experiments, explorer, export, models, on_device, plots, training, vae
+from vaekit.cvae import ConditionalVAE, conditional_conv_vae
+from vaekit.models import (conv_autoencoder, conv_vae, deterministic_autoencoder, fc_autoencoder, fc_vae,
+                           fcn_autoencoder, strided_conv_autoencoder)
+from vaekit.vae import VAE, Autoencoder, Sampling, kl_divergence, reconstruction_loss
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "Autoencoder",
     "ConditionalVAE",
     "Sampling",
-    "autoencoder",
-    "checks",
     "conditional_conv_vae",
     "conv_autoencoder",
     "conv_vae",
@@ -62,6 +45,7 @@ __all__ = [
     "fcn_autoencoder",
     "kl_divergence",
     "models",
+    "on_device",
     "plots",
     "reconstruction_loss",
     "strided_conv_autoencoder",

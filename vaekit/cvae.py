@@ -14,7 +14,8 @@ to hold what the label does not: slant, stroke width, style. Then
 Train it with `model.fit(x=(images, labels))` (or `x={"images": ..., "labels": ...}`),
 labels being integer classes 0..num_classes - 1. The file imports only Keras, NumPy, the
 standard library and `vae.py`: to use it without vaekit, copy `vae.py` and this file
-(below `vae.py`'s code, drop the `from vaekit.vae import` line).
+(below `vae.py`'s code, drop the `from vaekit.vae import (...)` statement). Its `fit`, `evaluate`
+and `predict` check the images as `VAE`'s do and the labels with `check_labels`.
 """
 
 import numbers
@@ -23,7 +24,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaekit.vae import VAE, Sampling, is_functional
+from vaekit.vae import (PIXEL_RANGE, VAE, Sampling, check_batches, check_image_shape, check_labels,
+                        check_positive_int, check_positive_ints, check_seed, is_functional)
 
 
 @keras.saving.register_keras_serializable(package="vaekit")
@@ -79,8 +81,44 @@ class ConditionalVAE(VAE):
                             "or `generate(model, labels, z)` for every label with every code.")
         return super().decode([ops.convert_to_tensor(z, dtype=self.compute_dtype), self.one_hot(labels)])
 
+    def check_data(self, x, validation_data=None):
+        """Check `(images, labels)` as `fit` does; returns (x, validation_data). A dataset passes unchecked."""
+        x = self._checked_inputs("x", x)
+        if isinstance(validation_data, (tuple, list)):  # ((images, labels),) as Keras reads it
+            validation_data = (self._checked_inputs("validation_data[0]", validation_data[0]), *validation_data[1:])
+        return x, validation_data
+
+    def _checked_inputs(self, name: str, inputs):
+        if not (isinstance(inputs, (dict, tuple, list)) or hasattr(inputs, "shape") or inputs is None):
+            return inputs  # a dataset or generator: Keras reads it batch by batch
+        names, (images, labels) = image_label_pair(
+            name, inputs, fix="`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
+        shape = tuple(self.encoder.input_shape[0][1:]) if is_functional(self.encoder) else None
+        images = check_batches(names[0], images, PIXEL_RANGE, shape)
+        labels = check_labels(names[1], labels, self.num_classes, length=len(images))
+        # A tuple, never a list: Keras would read [images, labels] as x=images, y=labels.
+        return {"images": images, "labels": labels} if isinstance(inputs, dict) else (images, labels)
+
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def image_label_pair(name: str, inputs, fix: str):
+    """A ConditionalVAE's `x`, (images, labels) or {"images": ..., "labels": ...}, split for checking.
+
+    Returns ((images_name, labels_name), (images, labels)), the names as an error should
+    show them (`x[0]`, `x['labels']`...). Anything else raises TypeError naming `name` and
+    ending with `fix`, the call that would work.
+    """
+    if isinstance(inputs, dict):
+        missing = {"images", "labels"} - set(inputs)
+        if missing:
+            raise ValueError(f"`{name}` must have the keys 'images' and 'labels'; it lacks {sorted(missing)}.")
+        return (f"{name}['images']", f"{name}['labels']"), (inputs["images"], inputs["labels"])
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return (f"{name}[0]", f"{name}[1]"), tuple(inputs)
+    raise TypeError(f"`{name}` of a ConditionalVAE must be (images, labels) or {{'images': ..., 'labels': ...}}, "
+                    f"got {type(inputs).__name__}: {fix}")
 
 
 def conditional_conv_vae(num_classes: int = 10, latent_dim: int = 2, hidden_units: int = 16,
@@ -93,7 +131,10 @@ def conditional_conv_vae(num_classes: int = 10, latent_dim: int = 2, hidden_unit
     -Reshape-ConvT(64, s2)-ConvT(32, s2)-ConvT(channels, sigmoid). The defaults add
     10 * 16 + 10 * 3136 weights to conv_vae's 134,165: 165,685 parameters.
     """
-    height, width, channels = input_shape
+    num_classes, filters = check_positive_int("num_classes", num_classes), check_positive_ints("filters", filters)
+    height, width, channels = check_image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
+    latent_dim, hidden_units = check_positive_int("latent_dim", latent_dim), check_positive_int("hidden_units", hidden_units)
+    seed = check_seed("seed", seed)
     images = keras.Input(shape=(height, width, channels))
     labels = keras.Input(shape=(num_classes,))
     x = images
@@ -131,11 +172,10 @@ def generate(model: ConditionalVAE, labels, z=None, num_codes: int = 8, seed: in
         generate(model, range(10), num_codes=8)   # a grid: one row per digit
         generate(model, [7])[0]                   # eight 7s
     """
-    labels = class_labels("labels", labels, model.num_classes)
+    labels = check_labels("labels", labels, model.num_classes)
     latent_dim = model.decoder.inputs[0].shape[-1] if is_functional(model.decoder) else None
     if z is None:
-        if isinstance(num_codes, bool) or not isinstance(num_codes, numbers.Integral) or num_codes < 1:
-            raise ValueError(f"`num_codes` must be an integer >= 1, got {num_codes!r}.")
+        num_codes = check_positive_int("num_codes", num_codes)
         z = np.random.default_rng(seed).standard_normal((num_codes, latent_dim)).astype("float32")
     z = np.asarray(z, dtype="float32")
     if z.ndim != 2 or (latent_dim is not None and z.shape[1] != latent_dim):
@@ -145,17 +185,3 @@ def generate(model: ConditionalVAE, labels, z=None, num_codes: int = 8, seed: in
     images = ops.convert_to_numpy(images)
     return images.reshape(len(labels), len(z), *images.shape[1:])
 
-
-def class_labels(name: str, labels, num_classes: int) -> np.ndarray:
-    """`labels` as a 1-D int array of classes in 0..num_classes - 1, or a ValueError/TypeError naming it."""
-    array = np.asarray(labels if not isinstance(labels, range) else list(labels))
-    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-        array = array.astype(np.int64)  # 3.0 is a fine label; 3.5 is not
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"`{name}` must hold integer class labels, got {labels!r} (dtype {array.dtype}).")
-    array = array.reshape(-1) if array.ndim <= 1 or array.shape[1:] == (1,) else array
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty sequence of class labels, got shape {np.shape(labels)}.")
-    if array.min() < 0 or array.max() >= num_classes:
-        raise ValueError(f"`{name}` must lie in 0..{num_classes - 1}, got {array.tolist()}.")
-    return array

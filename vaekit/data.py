@@ -16,8 +16,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from vaekit.vae import check_images, check_labels, check_positive_int, check_seed
 
-from vaekit import checks
 
 DATA_DIR_VARIABLE = "VAEKIT_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")
@@ -43,6 +43,7 @@ def load_mnist(data_dir: str | os.PathLike | None = None, limit: int | None = No
     `binarize=True` draws each pixel once as Bernoulli(intensity) with `seed`
     (static binarisation; see `binarize` for a fresh draw per epoch).
     """
+    limit, test_limit, binarize, seed = _check_options(data_dir, limit, test_limit, binarize, seed)
     candidates = _candidates(data_dir, "mnist.npz")
     path = _first_existing(candidates)
     if path is not None:
@@ -59,6 +60,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, limit: int | N
     Reads the four original IDX `.gz` files from a `fashion-mnist/` folder (or the
     folder itself). Options as in `load_mnist`.
     """
+    limit, test_limit, binarize, seed = _check_options(data_dir, limit, test_limit, binarize, seed)
     folders = [p.parent for p in _candidates(data_dir, "fashion-mnist/x")]
     folders += [p.parent for p in _candidates(data_dir, "x")]
     folders.append(DEBIAN_DIR / "fashion-mnist")
@@ -80,6 +82,7 @@ def load_svhn(data_dir: str | os.PathLike | None = None, limit: int | None = Non
     `svhn/` folder in either. The files label the digit 0 as 10; it comes back as 0.
     keras.datasets has no SVHN, so there is no download fallback.
     """
+    limit, test_limit, _, _ = _check_options(data_dir, limit, test_limit, False, 0)
     splits, found = [], []
     for split in ("train", "test"):
         candidates = _candidates(data_dir, SVHN_FILES[split]) + _candidates(data_dir, f"svhn/{SVHN_FILES[split]}")
@@ -99,7 +102,8 @@ def binarize(x, seed: int | None = None) -> np.ndarray:
     protocol behind published MNIST log-likelihoods; a Bernoulli decoder's BCE is then
     an exact negative log-likelihood.
     """
-    x = checks.images("x", x)
+    seed = check_seed("seed", seed)
+    x = check_images("x", x)
     rng = np.random.default_rng(seed)
     return (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32)
 
@@ -113,9 +117,10 @@ class DynamicBinarization(keras.utils.PyDataset):
     """
 
     def __init__(self, x, batch_size: int = 128, seed: int | None = None, **kwargs):
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        seed = check_seed("seed", seed)
         super().__init__(**kwargs)
-        self.x = checks.images("x", x)
-        self.batch_size = checks.positive_int("batch_size", batch_size)
+        self.x = check_images("x", x)
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(self.x))
 
@@ -133,6 +138,8 @@ class DynamicBinarization(keras.utils.PyDataset):
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzipped) as a uint8 numpy array."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {path!r} ({type(path).__name__}).")
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -152,6 +159,22 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"file has {len(data)} bytes. Download it again."
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _check_options(data_dir, limit, test_limit, binarize_images, seed):
+    """The loaders' arguments, checked before any file is looked for: (limit, test_limit, binarize, seed)."""
+    if data_dir is not None:
+        if isinstance(data_dir, bytes) or not isinstance(data_dir, (str, os.PathLike)):
+            raise TypeError(f"`data_dir` must be a folder path (str or pathlib.Path), or None to use "
+                            f"${DATA_DIR_VARIABLE}, got {data_dir!r} ({type(data_dir).__name__}).")
+        if not str(os.fspath(data_dir)).strip():
+            raise ValueError(f"`data_dir` must name a folder, got {data_dir!r}; leave it out (None) to use "
+                             f"${DATA_DIR_VARIABLE}.")
+    limit = None if limit is None else check_positive_int("limit", limit)
+    test_limit = None if test_limit is None else check_positive_int("test_limit", test_limit)
+    if not isinstance(binarize_images, (bool, np.bool_)):
+        raise TypeError(f"`binarize` must be True or False, got {binarize_images!r}.")
+    return limit, test_limit, bool(binarize_images), check_seed("seed", seed)
 
 
 def _candidates(data_dir, name: str) -> list[Path]:
@@ -233,10 +256,6 @@ def _read_svhn_mat(path: Path):
 
 
 def _finish(arrays, limit, test_limit, binarize_images, seed, image_shape, source):
-    if limit is not None:
-        limit = checks.positive_int("limit", limit)
-    if test_limit is not None:
-        test_limit = checks.positive_int("test_limit", test_limit)
     x_train, y_train, x_test, y_test = arrays
     out = []
     for split, x, y, keep in (("train", x_train, y_train, limit),
@@ -261,6 +280,6 @@ def _check_raw_split(where: str, x, y, image_shape) -> None:
     if len(x) == 0:
         raise ValueError(f"{where}: no images (shape {x.shape}). The file is empty or damaged; download it again.")
     try:
-        checks.labels("labels", y, len(x), num_classes=10)
+        check_labels("labels", y, 10, length=len(x))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from error

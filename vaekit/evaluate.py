@@ -22,10 +22,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaekit import checks
-from vaekit.cvae import ConditionalVAE
-from vaekit.training import PIXEL_RANGE
-from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, is_functional, kl_divergence
+from vaekit.cvae import ConditionalVAE, image_label_pair
+from vaekit.vae import (LOG_VAR_MAX, LOG_VAR_MIN, PIXEL_RANGE, VAE, Sampling, check_images, check_labels,
+                        check_non_negative, check_positive_int, check_seed, is_functional, kl_divergence, log_normal_diag)
 
 
 def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> bool:
@@ -59,17 +58,17 @@ def _vae_images(vae, x) -> np.ndarray:
         raise TypeError("`vae` is a ConditionalVAE: only `elbo` and `elbo_terms` evaluate one, "
                         "given `x=(images, labels)`.")
     shape = tuple(vae.encoder.input_shape[1:]) if is_functional(vae.encoder) else None
-    return checks.images("x", x, value_range=PIXEL_RANGE, shape=shape)
+    return check_images("x", x, value_range=PIXEL_RANGE, shape=shape)
 
 
 def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]:
     """`x` = (images, labels) or {"images": ..., "labels": ...} checked for the conditional `vae`."""
-    names, (images, labels) = checks.image_label_pair(
+    names, (images, labels) = image_label_pair(
         "x", x, fix="its ELBO is that of log p(x | y), so it needs each image's label, "
                     "e.g. `evaluate.elbo(model, (x_test, y_test))`.")
     shape = tuple(vae.encoder.input_shape[0][1:]) if is_functional(vae.encoder) else None
-    images = checks.images(names[0], images, value_range=PIXEL_RANGE, shape=shape)
-    return images, checks.labels(names[1], labels, len(images), vae.num_classes)
+    images = check_images(names[0], images, value_range=PIXEL_RANGE, shape=shape)
+    return images, check_labels(names[1], labels, vae.num_classes, length=len(images))
 
 
 def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -97,12 +96,11 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
 
 
 def _elbo_terms(vae, x, batch_size, seed):
+    batch_size, seed = check_positive_int("batch_size", batch_size), check_seed("seed", seed)
     if isinstance(vae, ConditionalVAE):
         x, labels = _conditional_inputs(vae, x)
     else:
         x, labels = _vae_images(vae, x), None
-    batch_size = checks.positive_int("batch_size", batch_size)
-    seed = checks.optional_seed("seed", seed)
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of elbo / elbo_terms
     sampling = None if seed is None else Sampling(seed)
     reconstruction, kl = [], []
@@ -136,8 +134,8 @@ def latent_means(vae: VAE, x, batch_size: int = 500) -> np.ndarray:
     The encoder is called batch by batch rather than through `predict`, which compiles a
     function per model: a notebook that encodes with many models would retrace.
     """
+    batch_size = check_positive_int("batch_size", batch_size)
     x = _vae_images(vae, x)
-    batch_size = checks.positive_int("batch_size", batch_size)
     return np.concatenate([ops.convert_to_numpy(vae.encoder(x[start:start + batch_size], training=False)[0])
                            for start in range(0, len(x), batch_size)])
 
@@ -150,16 +148,14 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     copies the prior for every image: it costs no KL and carries no information,
     which is why a larger `latent_dim` can leave the ELBO where it was.
     """
-    threshold = checks.non_negative_float("threshold", threshold)
+    threshold = check_non_negative("threshold", threshold)
+    batch_size = check_positive_int("batch_size", batch_size)
     # float64: under mixed precision the encoder gives bfloat16 or float16 arrays, too coarse for a variance.
     z_mean = latent_means(vae, x, batch_size).astype(np.float64)
     return int(np.sum(np.var(z_mean, axis=0) > threshold))
 
 
 # --- Importance-weighted log-likelihood (the IWAE bound) --------------------------------
-
-LOG_2PI = math.log(2.0 * math.pi)
-
 
 def log_mean_exp(values, axis: int = -1):
     """log(mean(exp(values))) along `axis`, without overflow or underflow.
@@ -170,11 +166,6 @@ def log_mean_exp(values, axis: int = -1):
     """
     values = ops.convert_to_tensor(values)
     return ops.logsumexp(values, axis=axis) - math.log(ops.shape(values)[axis])
-
-
-def log_normal_diag(z, mean, log_var):
-    """log N(z; mean, diag(exp(log_var))), summed over the last axis, in nats."""
-    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1)
 
 
 def log_importance_weights(log_px_given_z, z, z_mean, z_log_var):
@@ -217,10 +208,10 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
 
 
 def _iwae_nll_terms(vae, x, k, batch_size, chunk_size, seed):
+    k, chunk_size = check_positive_int("k", k), check_positive_int("chunk_size", chunk_size)
+    batch_size, seed = check_positive_int("batch_size", batch_size), check_seed("seed", seed)
     x = _vae_images(vae, x).astype(keras.backend.floatx())
-    k = checks.positive_int("k", k)
-    batch_size = min(checks.positive_int("batch_size", batch_size), len(x))
-    chunk_size = checks.positive_int("chunk_size", chunk_size)
+    batch_size = min(batch_size, len(x))
     warn_if_not_a_likelihood(vae.reconstruction, x, stacklevel=4)  # the caller of iwae_nll / iwae_nll_terms
     samples = min(k, max(1, chunk_size // batch_size))
     weigher = _ImportanceWeights(vae, samples, seed)
@@ -278,8 +269,8 @@ def reconstruction_metrics(x, reconstruction) -> dict[str, float]:
     are image batches of one shape with values in [0, 1] (BCE is defined there only),
     checked as `VAE.fit` checks its data; [-1, 1] images (tanh models) map with `(x + 1) / 2`.
     """
-    x = checks.images("x", x)
-    reconstruction = checks.images("reconstruction", reconstruction)
+    x = check_images("x", x)
+    reconstruction = check_images("reconstruction", reconstruction)
     if x.shape != reconstruction.shape:
         raise ValueError(f"`x` and `reconstruction` must have the same shape, got {x.shape} and {reconstruction.shape}.")
     x = x.astype(np.float64).reshape(len(x), -1)
@@ -301,8 +292,8 @@ def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
     from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
     both starting at 0 and ending at 1. NumPy only.
     """
-    scores = checks.scores("scores", scores)
-    is_anomaly = checks.binary_labels("is_anomaly", is_anomaly, len(scores))
+    scores = check_scores("scores", scores)
+    is_anomaly = check_binary_labels("is_anomaly", is_anomaly, len(scores))
     positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
     if positives == 0 or negatives == 0:
         raise ValueError("ROC needs at least one anomaly and one normal example.")
@@ -346,10 +337,12 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
     """
     from scipy.stats import rankdata
 
+    resamples, seed = check_positive_int("resamples", resamples), check_seed("seed", seed)
+    if not isinstance(stratify, (bool, np.bool_)):
+        raise TypeError(f"`stratify` must be True or False, got {stratify!r}.")
     roc_curve(scores, is_anomaly)  # the same checks, the same errors
-    resamples = checks.positive_int("resamples", resamples)
-    scores = checks.scores("scores", scores)
-    is_anomaly = checks.binary_labels("is_anomaly", is_anomaly, len(scores))
+    scores = check_scores("scores", scores)
+    is_anomaly = check_binary_labels("is_anomaly", is_anomaly, len(scores))
     anomalous, normal = scores[is_anomaly], scores[~is_anomaly]
     rng = np.random.default_rng(seed)
     aucs = np.empty(resamples)
@@ -369,3 +362,58 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
         with np.errstate(divide="ignore", invalid="ignore"):
             aucs[start:start + count] = (rank_sum - n_anomalous * (n_anomalous + 1) / 2) / (n_anomalous * n_normal)
     return aucs
+
+
+# --- checks of the anomaly scores and their labels ---------------------------------------
+
+def _one_per_item(name: str, values: np.ndarray, what: str = "", fix: str = "") -> np.ndarray:
+    """`values` of shape (n,) or (n, 1) as (n,); any other shape refused (`what` and `fix` extend the message)."""
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"`{name}` must have shape (n,) or (n, 1){what}, got {values.shape}.{fix}")
+    return values
+
+
+def check_scores(name: str, values) -> np.ndarray:
+    """Check per-example scores (e.g. anomaly scores): a non-empty real 1-D array, (n,) or (n, 1), all finite; as float64."""
+    if isinstance(values, (str, bytes)) or values is None:
+        raise TypeError(f"`{name}` must be a 1-D array of numbers, one per example, got {type(values).__name__}.")
+    values = np.asarray(values)
+    if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold real numbers (one score per example), got dtype {values.dtype}.")
+    values = _one_per_item(name, values, what=", one score per example",
+                           fix=" Per-image errors come from averaging over the pixels, e.g. `((x - r) ** 2).mean(axis=(1, 2, 3))`.")
+    if values.size == 0:
+        raise ValueError(f"`{name}` is empty; it needs one score per example.")
+    values = values.astype(np.float64)
+    bad = int(np.sum(~np.isfinite(values)))
+    if bad:
+        raise ValueError(f"`{name}` contains NaN or infinite values ({bad} of {values.size}); every score must be finite.")
+    return values
+
+
+def check_binary_labels(name: str, y, num_items: int, meaning: str = "1/True = anomaly, 0/False = normal") -> np.ndarray:
+    """Check two-class labels, one per item: booleans, or numbers that are all 0 or 1; as a bool array.
+
+    Class labels (digits 0-9) are refused with the fix, since reading every non-zero label
+    as True would silently give another number than the one asked for.
+    """
+    if isinstance(y, (str, bytes)) or y is None:
+        raise TypeError(f"`{name}` must be an array of 0/1 or True/False labels ({meaning}), got {type(y).__name__}.")
+    y = np.asarray(y)
+    if y.dtype != bool and not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold 0/1 or True/False labels ({meaning}), got dtype {y.dtype}.")
+    y = _one_per_item(name, y)
+    if len(y) != num_items:
+        raise ValueError(f"`{name}` has {len(y)} labels for {num_items} scores: they must have the same length, "
+                         "one label per score.")
+    if y.dtype != bool:
+        found = np.unique(y[~np.isnan(y)] if np.issubdtype(y.dtype, np.floating) else y)
+        if np.issubdtype(y.dtype, np.floating) and np.isnan(y).any():
+            raise ValueError(f"`{name}` contains NaN; every label must be 0 or 1 ({meaning}).")
+        if not np.all(np.isin(found, (0, 1))):
+            shown = ", ".join(f"{v:g}" for v in found[:10]) + (", ..." if len(found) > 10 else "")
+            raise ValueError(f"`{name}` must be binary ({meaning}), got {len(found)} distinct values: {shown}. "
+                             "For class labels, mark which are anomalies, e.g. `labels != normal_class`.")
+    return y.astype(bool)

@@ -9,6 +9,7 @@ and results tables. Seed a run with `keras.utils.set_random_seed` (or `setup`); 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import platform
 import re
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vaekit import _io
+from vaekit.vae import check_positive_int, check_seed
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"
@@ -31,18 +33,19 @@ def quick_mode() -> bool:
     return os.environ.get(QUICK_VARIABLE, "").strip().lower() in ("1", "true", "yes")
 
 
-def epochs(seed_epochs: int) -> int:
-    """How many epochs to train: the seed's count, 1 in quick mode, capped by `$VAEKIT_EPOCHS`.
+def epochs(full_epochs: int) -> int:
+    """How many epochs to train: `full_epochs` (the reference setting), 1 in quick mode, capped by `$VAEKIT_EPOCHS`.
 
     The cap is for shortened runs on a CPU; notebooks print the count they used, so a
-    shortened run is never mistaken for the seed's setting.
+    shortened run is never mistaken for the reference setting.
     """
+    full_epochs = check_positive_int("full_epochs", full_epochs)
     if quick_mode():
         return 1
     cap = epoch_cap()
     if cap is not None:
-        return min(seed_epochs, cap)
-    return seed_epochs
+        return min(full_epochs, cap)
+    return full_epochs
 
 
 def epoch_cap() -> int | None:
@@ -129,6 +132,7 @@ def output_dir(kind: str = "figures") -> Path:
     (`run_output_folder`), so that neither the tests nor a shortened run overwrite the
     committed results of full runs.
     """
+    kind = check_name("kind", kind, example="figures")
     path = project_root() / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -142,8 +146,11 @@ def setup(seed: int) -> Path:
     is `keras.utils.set_random_seed(SEED)`, `describe_run(SEED)` and `output_dir("figures")`; it also
     silences TensorFlow's warning that the functions of several models count as retracing.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise TypeError(f"`seed` must be an integer >= 0, got {seed!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`seed` must be an integer >= 0, got {seed!r} ({type(seed).__name__}).")
+    if seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0, got {seed}.")
+    seed = int(seed)
     figures = output_dir("figures")
     keras.utils.set_random_seed(seed)
     _quiet_per_model_retracing()
@@ -175,7 +182,7 @@ def run_dir(name: str) -> Path:
     A quick or shortened run gets it inside its own fresh folder, so it never resumes or
     overwrites a full run's.
     """
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name or name in (".", ".."):
         raise ValueError(f"`name` must be a non-empty folder name without slashes, got {name!r}.")
     return project_root() / "runs" / name
 
@@ -191,6 +198,7 @@ def describe_run(seed: int | None = None) -> None:
     A quick or shortened run, or one with `$VAEKIT_OUTPUT_DIR`, also says so (with the
     epoch cap) and names the folder its outputs go to; a full run prints only the four lines.
     """
+    seed = check_seed("seed", seed)
     backend = keras.backend.backend()
     lines = [
         f"python {platform.python_version()}, keras {keras.__version__}, numpy {np.__version__}",
@@ -228,9 +236,42 @@ def _run_lines() -> list[str]:
     return lines
 
 
+def check_output_path(name: str, path, optional: bool = False, example: str = "name.png") -> Path | None:
+    """A file to write, as a `Path`: a non-empty str or os.PathLike that is not an existing folder.
+
+    None passes where `optional` (nothing is saved). Every function of vaekit that writes a file
+    checks its path with this at its start, before it computes or draws anything.
+    """
+    if path is None and optional:
+        return None
+    allowed = "a file path (str or pathlib.Path)" + (", or None to save nothing" if optional else "")
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`{name}` must be {allowed}, got {path!r} ({type(path).__name__}).")
+    if not str(os.fspath(path)).strip():
+        raise ValueError(f"`{name}` must name a file, got {path!r}; pass e.g. {example!r}.")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"`{name}` {_io.shown(path)} is an existing folder; pass a file in it, e.g. "
+                         f"{_io.shown(path / example)}.")
+    return path
+
+
+def check_name(name: str, value, example: str) -> str:
+    """A folder or file name without a folder part: a non-empty str, no slashes, not "." or ".."."""
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a name (str) such as {example!r}, got {value!r} ({type(value).__name__}).")
+    if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
+        raise ValueError(f"`{name}` must be a non-empty name without slashes, such as {example!r}, got {value!r}.")
+    return value
+
+
 def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:
     """Write a results table as `<path>.csv` and `<path>.md` (Markdown); returns it."""
-    path = Path(path)
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"`frame` must be a pandas DataFrame (e.g. `pd.DataFrame(rows)`), got {type(frame).__name__}.")
+    path = check_output_path("path", path, example="results_table")
+    if not isinstance(floatfmt, str):
+        raise TypeError(f"`floatfmt` must be a format string such as \".4g\", got {floatfmt!r}.")
     with _io.replacing(path.with_suffix(".csv")) as temporary:
         frame.to_csv(temporary)
     # tabulate reads rows, which upcasts integer columns to float ("2.835e+04"); object keeps them whole.
@@ -248,6 +289,9 @@ def recorded_runs(table: str, **where) -> pd.DataFrame:
     printed, outside a vaekit checkout (a notebook copied to Colab), where the file is missing,
     and in a quick or shortened run, whose own numbers are not comparable with full-length ones.
     """
+    table = check_name("table", table, example="seed_check_runs")
+    if table.endswith(".csv"):
+        raise ValueError(f"`table` is the table's name without .csv, e.g. {table[:-4]!r}, got {table!r}.")
     if _run_mode() != "full":
         print(f"{table}: recorded full-length runs are not pooled with a {_run_mode()} run")
         return pd.DataFrame()

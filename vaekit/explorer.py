@@ -13,14 +13,14 @@ as one class: `explore_latent(model, label=7)` decodes every code as a 7.
 from __future__ import annotations
 
 import io
-import math
 import numbers
 import os
 
 import keras
 import numpy as np
 
-from vaekit import checks, cvae, experiments, plots
+from vaekit import cvae, experiments, plots
+from vaekit.vae import check_positive_int
 
 DEFAULT_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 # A flag to draw static figures even in a live notebook (e.g. when exporting it to HTML).
@@ -41,15 +41,16 @@ def explore_latent(model, max_sliders: int = 8, extent: float = 3.0, static: boo
     A `vaekit.ConditionalVAE` needs `label`, the class every code is decoded as
     (`explore_latent(model, label=7)`: sliders over the codes of 7s); other models take none.
     """
-    if not isinstance(static, bool):
-        raise TypeError(f"`static` must be True or False, got {static!r}.")
+    static = plots.check_switch("static", static)
     if isinstance(model, cvae.ConditionalVAE):
         model = LabelledDecoder(model, label)
     elif label is not None:
         raise ValueError(f"`label` is for a ConditionalVAE, whose decoder takes a class; `model` is a "
                          f"{type(model).__name__}: leave `label` out (got {label!r}).")
-    max_sliders = checks.positive_int("max_sliders", max_sliders)
-    extent = _positive_float("extent", extent)
+    max_sliders = check_positive_int("max_sliders", max_sliders)
+    extent = plots.check_positive_number("extent", extent)
+    values = tuple(float(v) for v in plots.check_values("values", values))
+    experiments.check_output_path("path", path, optional=True)
     size = plots.latent_dim(model)  # refuses anything that is not a VAE or a decoder
     reason = "static=True" if static else widget_frontend()[1]
     if reason is None:
@@ -83,6 +84,10 @@ def widget_frontend() -> tuple[bool, str | None]:
 
 def static_figure(model, max_sliders: int = 8, extent: float = 3.0, values=DEFAULT_VALUES, path=None):
     """The fallback of `explore_latent`: the decoded grid (2-D codes) or a traversal from z = 0."""
+    max_sliders = check_positive_int("max_sliders", max_sliders)
+    extent = plots.check_positive_number("extent", extent)
+    values = tuple(float(v) for v in plots.check_values("values", values))
+    experiments.check_output_path("path", path, optional=True)
     size = plots.latent_dim(model)
     if size == 2:
         return plots.plot_latent_grid(model, n=15, extent=extent, path=path)
@@ -107,7 +112,9 @@ class LabelledDecoder:
                             "`vaekit.cvae.generate(model, labels, z)`.")
         if isinstance(label, bool) or not isinstance(label, numbers.Integral):
             raise TypeError(f"`label` must be one integer class, got {label!r}.")
-        self.model, self.label = model, int(cvae.class_labels("label", [label], model.num_classes)[0])
+        if not 0 <= label < model.num_classes:
+            raise ValueError(f"`label` must lie in 0..{model.num_classes - 1} (the model's classes), got {label}.")
+        self.model, self.label = model, int(label)
         self.input_shape = tuple(model.decoder.input_shape[0])  # (None, latent_dim): the code, without the label
 
     def predict(self, z, batch_size: int = 256, verbose: int = 0) -> np.ndarray:
@@ -125,6 +132,11 @@ class LatentExplorer:
     """
 
     def __init__(self, model, max_sliders: int = 8, extent: float = 3.0, step: float = 0.05, zoom: int = 6):
+        max_sliders = check_positive_int("max_sliders", max_sliders)
+        extent, step = plots.check_positive_number("extent", extent), plots.check_positive_number("step", step)
+        if step > 2 * extent:
+            raise ValueError(f"`step` must be at most the sliders' span 2 * extent = {2 * extent:g}, got {step:g}.")
+        zoom = check_positive_int("zoom", zoom)
         import ipywidgets
 
         self.model, self.zoom = model, zoom
@@ -173,9 +185,3 @@ def _png(image: np.ndarray, zoom: int) -> bytes:
     buffer = io.BytesIO()
     matplotlib.image.imsave(buffer, image, cmap="gray", vmin=0.0, vmax=1.0, format="png")
     return buffer.getvalue()
-
-
-def _positive_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
-    return float(value)

@@ -11,11 +11,14 @@ import os
 import numpy as np
 import pandas as pd
 
-from vaekit import _io, checks
+from vaekit import _io
+from vaekit.experiments import check_output_path
+from vaekit.vae import check_images, check_positive_int
 
 
 def prediction_columns(num_pixels: int) -> list[str]:
     """The header: row_id, orig_px0, recon_px0, orig_px1, recon_px1, ..."""
+    num_pixels = check_positive_int("num_pixels", num_pixels)
     return ["row_id"] + [f"{kind}_px{k}" for k in range(num_pixels) for kind in ("orig", "recon")]
 
 
@@ -31,16 +34,17 @@ def write_prediction_csv(path: str | os.PathLike, originals, reconstructions, de
     0.5e-`decimals`. The file is written under a temporary name and renamed, so a
     stop midway leaves the previous file whole. 10,000 MNIST rows (15.7 million values) take a few seconds.
     """
-    originals = checks.images("originals", originals)
-    reconstructions = checks.images("reconstructions", reconstructions)
+    path = check_output_path("path", path, example="prediction.csv")
+    decimals = check_positive_int("decimals", decimals)
+    if decimals > 9:
+        raise ValueError(f"`decimals` must be 1..9 (float32 pixels carry about 7 digits), got {decimals}.")
+    originals = check_images("originals", originals)
+    reconstructions = check_images("reconstructions", reconstructions)
     if originals.shape != reconstructions.shape:
         raise ValueError(
             f"`originals` and `reconstructions` must have the same shape, got {originals.shape} "
             f"and {reconstructions.shape}."
         )
-    decimals = checks.positive_int("decimals", decimals)
-    if decimals > 9:
-        raise ValueError(f"`decimals` must be 1..9 (float32 pixels carry about 7 digits), got {decimals}.")
     originals = originals.reshape(len(originals), -1)
     reconstructions = reconstructions.reshape(len(reconstructions), -1)
     n, num_pixels = originals.shape
@@ -100,6 +104,8 @@ def _format_rows(row_ids: np.ndarray, values: np.ndarray, decimals: int) -> byte
 
 def read_prediction_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a `prediction.csv` back as (originals, reconstructions), each (n, num_pixels) float32."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {path!r} ({type(path).__name__}).")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -1,39 +1,38 @@
 """Model builders: one function per architecture in the source documents.
 
-Every builder takes images shaped `input_shape` (flattening inside where the seed's
-network is fully connected) and returns a named, uncompiled `keras.Model` whose output
-has the input's shape. Autoencoder builders start with `input_shape`, VAE builders
-with `latent_dim`; the VAEs also take `beta` and `reconstruction` (see `vaekit.VAE`).
+Every builder takes images shaped `input_shape` (flattening inside where the source's
+network is fully connected) and returns a named, uncompiled model whose output has the
+input's shape: a `VAE` (`latent_dim` first, then `beta` and `reconstruction`) or an
+`Autoencoder` (`input_shape` first). Each checks its arguments in one block at its top,
+so a wrong size is named (the argument, what was given, what is allowed) before
+anything is built; the models check their data in `fit`, `evaluate` and `predict`.
 
 **The encoder of any model** is `model.get_layer("encoder")` (x -> code; for a VAE,
 x -> (z_mean, z_log_var, z)) and its decoder `model.get_layer("decoder")`; a VAE also
 has them as `vae.encoder` and `vae.decoder`.
 
-**Copying a builder.** Each builder is plain Keras: an autoencoder builder needs only
-`import keras`, a VAE builder the `Sampling` layer and `VAE` class of `vaekit/vae.py`.
-Paste one function (with `vae.py` for a VAE) into a file of your own and it builds and
-trains without vaekit. `vaekit.conv_vae` and the other builders exported by the package
-are these functions with their arguments checked first (`vaekit/__init__.py` applies
-`vaekit.checks.checked`), so a builder's source stays the plain function.
+**Copying a builder.** `vaekit.conv_vae` is `vaekit.models.conv_vae`: paste
+`vaekit/vae.py` and one builder into a file of your own (without the `from vaekit.vae
+import` line below) and it builds, checks and trains exactly as in vaekit.
 """
 
 from __future__ import annotations
 
 import keras
 
-# vaekit's `VAE` is `vaekit.vae.VAE` with data checks on `fit` (vaekit/training.py); a builder
-# pasted beside `vae.py` gets the plain class of the same name.
-from vaekit.training import VAE
-from vaekit.vae import Sampling
+from vaekit.vae import (VAE, Autoencoder, Sampling, check_image_shape, check_positive_int, check_positive_ints,
+                        check_seed, is_functional)
 
 
-def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
+def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> Autoencoder:
     """The AE-vs-VAE report's convolutional autoencoder (MaxPool down, UpSampling up).
 
     Encoder Conv(32)-Pool-Conv(32)-Pool to a 7x7x32 code, decoder Conv(32)-Up-Conv(32)-Up
     -Conv(1, sigmoid); 3x3 kernels, ReLU, "same" padding. 28,353 parameters by default.
     Train with binary cross-entropy, Adam, batch 256, 10 epochs.
     """
+    input_shape = check_image_shape("input_shape", input_shape, divisible_by=4)  # two 2x poolings
+    filters = check_positive_int("filters", filters)
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same")(inputs)
     x = keras.layers.MaxPooling2D(2)(x)
@@ -49,7 +48,7 @@ def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> keras.Model:
     outputs = keras.layers.Conv2D(input_shape[-1], 3, activation="sigmoid", padding="same")(x)
     decoder = keras.Model(code_inputs, outputs, name="decoder")
 
-    return keras.Model(inputs, decoder(encoder(inputs)), name="conv_autoencoder")
+    return Autoencoder(inputs, decoder(encoder(inputs)), value_range=(0.0, 1.0), name="conv_autoencoder")
 
 
 def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1), filters=(32, 64),
@@ -63,7 +62,10 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
     the CNN-VAE report's SVHN model. `beta` and `reconstruction` go to `VAE`.
     Train with Adam 1e-3, batch 128, 20 epochs.
     """
-    height, width, channels = input_shape
+    filters = check_positive_ints("filters", filters)
+    height, width, channels = check_image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
+    latent_dim, hidden_units = check_positive_int("latent_dim", latent_dim), check_positive_int("hidden_units", hidden_units)
+    seed = check_seed("seed", seed)
     inputs = keras.Input(shape=(height, width, channels))
     x = inputs
     for n in filters:
@@ -87,7 +89,7 @@ def conv_vae(latent_dim: int = 2, hidden_units: int = 16, input_shape=(28, 28, 1
     return VAE(encoder, decoder, beta=beta, reconstruction=reconstruction, name="conv_vae")
 
 
-def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder") -> keras.Model:
+def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder") -> Autoencoder:
     """A VAE's own layers as a plain autoencoder: x -> z_mean -> decoder, no sampling, no KL.
 
     The like-for-like baseline of the ablation study: compile it with `reconstruction_loss` and the
@@ -96,18 +98,26 @@ def deterministic_autoencoder(vae: VAE, name: str = "deterministic_autoencoder")
     the optimizer does not look for gradients it can never have. `vae.encoder` must be
     a functional model whose first output is z_mean, as every vaekit VAE's is.
     """
+    if not isinstance(vae, VAE):
+        raise TypeError(f"`vae` must be a VAE (from conv_vae or fc_vae), got {type(vae).__name__}.")
+    if not is_functional(vae.encoder):
+        raise TypeError("`vae.encoder` must be a functional keras.Model (one whose first output is z_mean); "
+                        f"got a subclassed {type(vae.encoder).__name__}.")
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"`name` must be a non-empty string, got {name!r}.")
     mean_encoder = keras.Model(vae.encoder.inputs, vae.encoder.outputs[0], name="encoder")
     inputs = keras.Input(shape=vae.encoder.input_shape[1:])
-    return keras.Model(inputs, vae.decoder(mean_encoder(inputs)), name=name)
+    return Autoencoder(inputs, vae.decoder(mean_encoder(inputs)), value_range=(0.0, 1.0), name=name)
 
 
-def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: int = 48) -> keras.Model:
+def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: int = 48) -> Autoencoder:
     """The tutorial's fully connected autoencoder (the Keras one).
 
     784-144(relu)-72(relu)-48(tanh) and back 72(tanh)-144(tanh)-784(sigmoid);
     254,704 parameters by default. Train with MSE, Adam 1.5e-3, batch 300, 12 epochs.
     """
-    height, width, channels = input_shape
+    height, width, channels = input_shape = check_image_shape("input_shape", input_shape)
+    hidden_units, latent_dim = check_positive_ints("hidden_units", hidden_units), check_positive_int("latent_dim", latent_dim)
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Flatten()(inputs)
     for units in hidden_units:
@@ -122,16 +132,17 @@ def fc_autoencoder(input_shape=(28, 28, 1), hidden_units=(144, 72), latent_dim: 
     x = keras.layers.Dense(height * width * channels, activation="sigmoid")(x)
     decoder = keras.Model(code_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
-    return keras.Model(inputs, decoder(encoder(inputs)), name="fc_autoencoder")
+    return Autoencoder(inputs, decoder(encoder(inputs)), value_range=(0.0, 1.0), name="fc_autoencoder")
 
 
-def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_dim: int = 64) -> keras.Model:
+def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_dim: int = 64) -> Autoencoder:
     """The tutorial's PyTorch `fcn_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
 
     12288-1024-256-64 (ReLU throughout, the code included) and back 256-1024-12288 (tanh);
     25,737,792 parameters by default. The reconstruction error is the anomaly score.
     """
-    height, width, channels = input_shape
+    height, width, channels = input_shape = check_image_shape("input_shape", input_shape)
+    hidden_units, latent_dim = check_positive_ints("hidden_units", hidden_units), check_positive_int("latent_dim", latent_dim)
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Flatten()(inputs)
     for units in (*hidden_units, latent_dim):
@@ -145,16 +156,18 @@ def fcn_autoencoder(input_shape=(64, 64, 3), hidden_units=(1024, 256), latent_di
     x = keras.layers.Dense(height * width * channels, activation="tanh")(x)
     decoder = keras.Model(code_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 
-    return keras.Model(inputs, decoder(encoder(inputs)), name="fcn_autoencoder")
+    return Autoencoder(inputs, decoder(encoder(inputs)), value_range=(-1.0, 1.0), name="fcn_autoencoder")
 
 
-def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> keras.Model:
+def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> Autoencoder:
     """The tutorial's PyTorch `conv_autoencoder` for 64x64x3 images in [-1, 1], in Keras.
 
     Conv(12, 4, s2)-Conv(24, 4, s2)-Conv(48, 4, s2) down to 8x8x48, mirrored transposed
     convolutions up, ReLU, tanh output; 47,355 parameters by default. PyTorch's
     padding=1 with kernel 4 and stride 2 is Keras' "same".
     """
+    filters = check_positive_ints("filters", filters)
+    input_shape = check_image_shape("input_shape", input_shape, divisible_by=2 ** len(filters))
     inputs = keras.Input(shape=input_shape)
     x = inputs
     for n in filters:
@@ -168,7 +181,7 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> k
     outputs = keras.layers.Conv2DTranspose(input_shape[-1], 4, strides=2, activation="tanh", padding="same")(x)
     decoder = keras.Model(code_inputs, outputs, name="decoder")
 
-    return keras.Model(inputs, decoder(encoder(inputs)), name="strided_conv_autoencoder")
+    return Autoencoder(inputs, decoder(encoder(inputs)), value_range=(-1.0, 1.0), name="strided_conv_autoencoder")
 
 
 def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, input_shape=(28, 28, 1),
@@ -187,8 +200,9 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     Burda et al. (2016), the usual baseline for binarised-MNIST likelihoods (notebook 08).
     `kl_warmup_steps` and `free_bits` are `VAE`'s two KL schedules, off by default (notebook 12).
     """
-    hidden_units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
-    height, width, channels = input_shape
+    height, width, channels = input_shape = check_image_shape("input_shape", input_shape)
+    hidden_units, latent_dim = check_positive_ints("hidden_units", hidden_units), check_positive_int("latent_dim", latent_dim)
+    seed = check_seed("seed", seed)
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Flatten()(inputs)
     for units in hidden_units:

@@ -3,11 +3,16 @@
 Every function returns its `Figure` and, given `path`, also saves it as a PNG
 (`save_figure`, which any figure of your own can use too). Images may be (n, h, w), (n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour
 images in [-1, 1] are shown by passing `value_range=(-1, 1)`.
+
+Every function checks its arguments before it decodes or draws anything (sizes, extents,
+value ranges, paths...; the checks are at the bottom of the file): a wrong one raises a
+TypeError or ValueError naming it, what was given and what is allowed.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,13 +23,19 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from vaekit import _io, checks, evaluate
-from vaekit.vae import VAE
+from vaekit import _io, evaluate
+from vaekit.experiments import check_output_path
+from vaekit.vae import VAE, check_images, check_labels, check_positive_int, check_seed
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
                 cmap: str = "gray", value_range=(0.0, 1.0), path=None, scale: float = 1.2):
     """A grid with one row per image batch (e.g. originals, reconstructions)."""
+    rows = check_batch_list("rows", rows)
+    row_titles = check_names("row_titles", row_titles, length=len(rows), optional=True)
+    value_range = check_value_range("value_range", value_range)
+    scale = check_positive_number("scale", scale)
+    check_output_path("path", path, optional=True)
     rows = [_as_images(r) for r in rows]
     n = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(scale * n, scale * len(rows) + (0.4 if title else 0)),
@@ -48,6 +59,9 @@ def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: 
 def plot_reconstructions(originals, reconstructions, n: int = 10, title: str | None = None,
                          cmap: str = "gray", value_range=(0.0, 1.0), path=None):
     """Originals (top row) above their reconstructions (bottom row)."""
+    n = check_positive_int("n", n)
+    value_range = check_value_range("value_range", value_range)
+    check_output_path("path", path, optional=True)
     return show_images([originals[:n], reconstructions[:n]], ["original", "reconstruction"],
                        title=title, cmap=cmap, value_range=value_range, path=path)
 
@@ -55,6 +69,10 @@ def plot_reconstructions(originals, reconstructions, n: int = 10, title: str | N
 def plot_image_grid(images, ncols: int | None = None, title: str | None = None, cmap: str = "gray",
                     value_range=(0.0, 1.0), path=None, scale: float = 0.9):
     """Images tiled into one picture, `ncols` per row (square by default)."""
+    ncols = check_optional_count("ncols", ncols)
+    value_range = check_value_range("value_range", value_range)
+    scale = check_positive_number("scale", scale)
+    check_output_path("path", path, optional=True)
     images = _as_images(images)
     ncols = ncols or math.ceil(math.sqrt(len(images)))
     nrows = math.ceil(len(images) / ncols)
@@ -75,8 +93,11 @@ def plot_history(history, keys: Sequence[str] | None = None, title: str | None =
     A dot marks each epoch up to 100 epochs; longer runs are drawn as lines. `logx`
     spreads the first epochs of a long run over the axis (epoch 1 to 10 as wide as 100 to 1,000).
     """
-    logs = history.history if hasattr(history, "history") else dict(history)
-    keys = keys or [k for k in logs if not k.startswith("val_")]
+    logs = _history_logs("history", history)
+    keys = check_names("keys", keys, optional=True) or [k for k in logs if not k.startswith("val_")]
+    _check_recorded("keys", keys, [logs])
+    logy, logx = check_switch("logy", logy), check_switch("logx", logx)
+    check_output_path("path", path, optional=True)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         epochs = np.arange(1, len(logs[key]) + 1)
@@ -109,9 +130,10 @@ def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=No
                         label_name: str = "label"):
     """Latent codes coloured by label (integer classes, one per code; the colour bar is titled
     `label_name`); PCA projection when d > 2, each axis labelled with its share of the variance."""
+    check_output_path("path", path, optional=True)
     coords, axis_labels = project_2d(z)
     if labels is not None:
-        labels = checks.labels("labels", labels, len(coords))
+        labels = check_labels("labels", labels, None, length=len(coords))
     fig = ax.figure if ax is not None else plt.figure(figsize=(6.4, 5.4))
     ax = ax or fig.add_subplot()
     points = ax.scatter(coords[:, 0], coords[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7,
@@ -136,10 +158,15 @@ def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: 
     every panel spans the same range, so a wide code space looks wider than a narrow one;
     `same_scale=False` fits each panel to its own codes. Unused grid cells stay blank.
     """
-    if not panels:
-        raise ValueError("`panels` is empty.")
-    if not isinstance(same_scale, bool):
-        raise TypeError(f"`same_scale` must be True or False, got {same_scale!r}.")
+    panels = check_panels("panels", panels, "(z, labels) or (z, labels, class_names)")
+    for panel_title, panel in panels.items():
+        if not isinstance(panel, (tuple, list)) or len(panel) not in (2, 3):
+            raise ValueError(f"`panels[{panel_title!r}]` must be (z, labels) or (z, labels, class_names), "
+                             f"got {_describe(panel)}.")
+    ncols = check_positive_int("ncols", ncols)
+    panel_size = check_size("panel_size", panel_size)
+    same_scale = check_switch("same_scale", same_scale)
+    check_output_path("path", path, optional=True)
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False)
@@ -159,6 +186,7 @@ def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: 
 
 def latent_grid(n: int = 15, extent: float = 3.0) -> np.ndarray:
     """An n*n grid of 2-D latent points over [-extent, extent]^2, top row = highest z[1]."""
+    n, extent = check_grid_size("n", n), check_positive_number("extent", extent)
     values = np.linspace(-extent, extent, n, dtype=np.float32)
     z1, z0 = np.meshgrid(values[::-1], values, indexing="ij")
     return np.stack([z0.ravel(), z1.ravel()], axis=-1)
@@ -171,7 +199,8 @@ def decode(model, z, batch_size: int = 256) -> np.ndarray:
     distribution, which for the continuous Bernoulli is not the decoder's output) or a
     decoder (a keras.Model taking z). Every plot of decoded codes goes through here.
     """
-    z = np.asarray(z, dtype=np.float32)
+    batch_size = check_positive_int("batch_size", batch_size)
+    z = check_codes("z", model, z)
     if isinstance(model, VAE):
         return np.concatenate([_float32(model.decode(z[start:start + batch_size]))
                                for start in range(0, len(z), batch_size)])
@@ -199,16 +228,17 @@ def plot_latent_grid(model, n: int = 15, extent: float = 3.0, codes=None, mass: 
     prior N(0, I) fills the square; the codes (the aggregate posterior) need not, and the
     images outside the line are decoded from codes no training image was given.
     """
+    n, extent = check_grid_size("n", n), check_positive_number("extent", extent)
+    mass = check_fraction("mass", mass)
+    check_output_path("path", path, optional=True)
     if latent_dim(model) != 2:
         raise ValueError(f"plot_latent_grid needs a 2-D latent space, the model's has {latent_dim(model)} dimensions.")
-    if not 0.0 < mass < 1.0:
-        raise ValueError(f"`mass` must lie strictly between 0 and 1, got {mass}.")
     if codes is not None:
         codes = np.asarray(codes, dtype=np.float64)
         if codes.ndim != 2 or codes.shape[1] != 2:
             raise ValueError(f"`codes` must have shape (m, 2), got {codes.shape}.")
     images = _as_images(decode(model, latent_grid(n, extent), batch_size=max(256, n * n)))
-    half_cell = extent / (n - 1) if n > 1 else extent
+    half_cell = extent / (n - 1)
     edge = extent + half_cell  # each image is centred on its z, so the canvas reaches half a cell further
     fig, ax = plt.subplots(figsize=(0.55 * n + 1.2, 0.55 * n + 1.0))
     _imshow(ax, _tile(images, n, 0.0), cmap, (0.0, 1.0))
@@ -243,6 +273,7 @@ def _density_levels(codes: np.ndarray, edge: float, mass: float, bins: int = 80)
 
 def sample_prior(model, n: int, seed: int | None = None) -> np.ndarray:
     """Decode n draws z ~ N(0, I) from the prior with `model`, a `vaekit.VAE` or its decoder (see `decode`)."""
+    n, seed = check_positive_int("n", n), check_seed("seed", seed)
     z = np.random.default_rng(seed).standard_normal((n, latent_dim(model))).astype("float32")
     return decode(model, z)
 
@@ -250,6 +281,9 @@ def sample_prior(model, n: int, seed: int | None = None) -> np.ndarray:
 def plot_prior_samples(model, n: int = 10, ncols: int | None = None, seed: int | None = None,
                        title: str | None = None, cmap: str = "gray", value_range=(0.0, 1.0), path=None):
     """Images decoded from z ~ N(0, I)."""
+    n, ncols, seed = check_positive_int("n", n), check_optional_count("ncols", ncols), check_seed("seed", seed)
+    value_range = check_value_range("value_range", value_range)
+    check_output_path("path", path, optional=True)
     images = sample_prior(model, n, seed)
     return plot_image_grid(images, ncols=ncols or n, title=title or f"{n} samples from N(0, I)",
                            cmap=cmap, value_range=value_range, path=path)
@@ -261,11 +295,22 @@ def interpolate(encode, model, x_start, x_end, steps: int = 10) -> np.ndarray:
     `encode` maps a batch of images to codes (for a VAE, the latent means); `model`
     is a `vaekit.VAE` or a decoder (see `decode`).
     """
+    if not callable(encode):
+        raise TypeError(f"`encode` must be a function from a batch of images to their codes, e.g. "
+                        f"`lambda x: vae.encoder(x)[0]` (the means), got {type(encode).__name__}.")
+    steps = check_grid_size("steps", steps, what="the two ends and the points between them")
     if np.shape(x_start) != np.shape(x_end):
         raise ValueError(f"`x_start` and `x_end` must be two images of one shape, got {np.shape(x_start)} "
                          f"and {np.shape(x_end)}.")
-    pair = checks.images("x_start, x_end", np.stack([np.asarray(x_start), np.asarray(x_end)]), value_range=None)
-    codes = _float32(encode(pair))
+    pair = check_images("x_start, x_end", np.stack([np.asarray(x_start), np.asarray(x_end)]), value_range=None)
+    codes = encode(pair)
+    if isinstance(codes, (list, tuple, dict)):
+        raise TypeError(f"`encode` returned {len(codes)} outputs, not one batch of codes: an encoder gives "
+                        "(z_mean, z_log_var, z); pass `lambda x: vae.encoder(x)[0]`, the means.")
+    codes = _float32(codes)
+    if codes.ndim < 2 or len(codes) != 2:
+        raise ValueError(f"`encode` must return one code per image, an array (2, d) for the two images; "
+                         f"it returned shape {codes.shape}.")
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
@@ -283,10 +328,15 @@ def latent_traversal(model, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.
     size = latent_dim(model)
     if z.shape != (size,):
         raise ValueError(f"`z` must be one code of length {size} (the decoder's input), got shape {np.shape(z)}.")
+    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
+        dims = [dims]
+    if not isinstance(dims, (list, tuple, range, np.ndarray)) or not all(
+            isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"`dims` must be latent dimensions (integers in 0..{size - 1}), e.g. [0, 1], got {dims!r}.")
     dims = [int(d) for d in dims]
     if not dims or any(not 0 <= d < size for d in dims):
         raise ValueError(f"`dims` must be latent dimensions in 0..{size - 1}, got {dims}.")
-    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    values = check_values("values", values)
     codes = np.repeat(z[None, None, :], len(dims), axis=0).repeat(len(values), axis=1)
     for row, d in enumerate(dims):
         codes[row, :, d] = values
@@ -307,7 +357,7 @@ def _as_images(images) -> np.ndarray:
     if getattr(images, "dtype", None) == bool:  # masks and binarised images draw as 0 and 1
         images = np.asarray(images, dtype=np.float32)
     # Numeric, non-empty and finite (a NaN pixel would be drawn as a blank, not reported).
-    images = _float32(checks.images("images", images, value_range=None))
+    images = _float32(check_images("images", images, value_range=None))
     if images.ndim == 2:  # flat vectors: square grayscale images
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:
@@ -334,7 +384,10 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     The figure is written under a temporary name and then renamed, so an interrupted
     run never leaves a half-written image in place of the previous one.
     """
-    path = Path(path)
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"`fig` must be a matplotlib Figure (what vaekit's plots return), got {type(fig).__name__}.")
+    path = check_output_path("path", path)
+    dpi = check_positive_number("dpi", dpi)
     if not path.suffix:  # as savefig itself does: "name" is saved as "name.png"
         path = path.with_name(f"{path.name}.{matplotlib.rcParams['savefig.format']}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,8 +410,11 @@ def plot_image_panels(panels: Mapping[str, object], ncols: int | None = None, pa
     Each batch is tiled `ncols` per row (square by default), so e.g. 64 samples from
     each of several models can be compared in one figure.
     """
-    if not panels:
-        raise ValueError("`panels` is empty.")
+    panels = check_panels("panels", panels, "a batch of images")
+    ncols, panels_per_row = check_optional_count("ncols", ncols), check_positive_int("panels_per_row", panels_per_row)
+    value_range = check_value_range("value_range", value_range)
+    panel_size = check_positive_number("panel_size", panel_size)
+    check_output_path("path", path, optional=True)
     canvases = {name: _tile(_as_images(images), ncols, value_range[0]) for name, images in panels.items()}
     columns = min(panels_per_row, len(canvases))
     rows = math.ceil(len(canvases) / columns)
@@ -382,10 +438,16 @@ def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss
     Training is drawn solid and validation (`val_<key>`, where recorded) dashed. A run
     without a metric (say, an autoencoder has no KL) is left out of that panel.
     """
+    histories = check_panels("histories", histories, "a History or a dict of per-epoch values")
+    every_logs = {name: _history_logs(f"histories[{name!r}]", history) for name, history in histories.items()}
+    keys = check_names("keys", keys)
+    _check_recorded("keys", keys, list(every_logs.values()))
+    titles = check_names("titles", titles, length=len(keys), optional=True)
+    logy = check_switch("logy", logy)
+    check_output_path("path", path, optional=True)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (name, history) in enumerate(histories.items()):
-        logs = history.history if hasattr(history, "history") else dict(history)
+    for k, (name, logs) in enumerate(every_logs.items()):
         colour = colours[k % len(colours)]
         for ax, key in zip(axes[0], keys):
             if key not in logs:
@@ -437,8 +499,14 @@ def plot_roc(panels: Mapping[str, Mapping[str, tuple]], panel_size: tuple[float,
     `panels` maps a panel title (the split) to `{model name: (scores, is_anomaly)}`;
     higher scores mean more anomalous (see `evaluate.roc_curve`).
     """
-    if not panels:
-        raise ValueError("`panels` is empty.")
+    panels = check_panels("panels", panels, "{model name: (scores, is_anomaly)}")
+    for panel_title, curves in panels.items():
+        check_panels(f"panels[{panel_title!r}]", curves, "(scores, is_anomaly)")
+        for name, curve in curves.items():
+            if not isinstance(curve, (tuple, list)) or len(curve) != 2:
+                raise ValueError(f"`panels[{panel_title!r}][{name!r}]` must be (scores, is_anomaly), got {_describe(curve)}.")
+    panel_size = check_size("panel_size", panel_size)
+    check_output_path("path", path, optional=True)
     fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False)
     for ax, (panel_title, curves) in zip(axes[0], panels.items()):
         for name, (scores, is_anomaly) in curves.items():
@@ -451,3 +519,158 @@ def plot_roc(panels: Mapping[str, Mapping[str, tuple]], panel_size: tuple[float,
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --- The checks of the plots' arguments ------------------------------------------------------------
+# Each names the argument, what it got and what it takes, and runs before anything is drawn or saved;
+# the counts, batch sizes and seeds use vaekit.vae's `check_positive_int` and `check_seed`.
+
+def check_positive_number(name: str, value) -> float:
+    """`value` as a float, or raise if it is not a finite number > 0 (a size, an extent, a step)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a finite number > 0, got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
+def check_fraction(name: str, value) -> float:
+    """`value` as a float, or raise if it is not a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number strictly between 0 and 1, got {value!r} ({type(value).__name__}).")
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"`{name}` must lie strictly between 0 and 1, got {value!r}.")
+    return float(value)
+
+
+def check_switch(name: str, value) -> bool:
+    """`value` if it is True or False (a string such as "no" would count as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_optional_count(name: str, value) -> int | None:
+    """None (the default layout), or a positive integer."""
+    return None if value is None else check_positive_int(name, value)
+
+
+def check_grid_size(name: str, value, what: str = "an n x n grid from -extent to +extent") -> int:
+    """An integer >= 2: a grid or path with both of its ends."""
+    value = check_positive_int(name, value)
+    if value < 2:
+        raise ValueError(f"`{name}` must be an integer >= 2 ({what}), got {value}.")
+    return value
+
+
+def check_size(name: str, value) -> tuple[float, float]:
+    """A (width, height) pair of finite numbers > 0, in inches."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"`{name}` must be (width, height) in inches, two numbers > 0, got {value!r}.")
+    return check_positive_number(f"{name}[0]", value[0]), check_positive_number(f"{name}[1]", value[1])
+
+
+def check_value_range(name: str, value) -> tuple[float, float]:
+    """(low, high): the pixel values drawn black and white, finite, low < high."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"`{name}` must be a pair (low, high) of numbers, e.g. (0, 1) or (-1, 1), got {value!r}.")
+    low, high = float(value[0]), float(value[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ValueError(f"`{name}` must be (low, high) with finite low < high, e.g. (0, 1) or (-1, 1), got {value!r}.")
+    return low, high
+
+
+def check_values(name: str, values) -> np.ndarray:
+    """A non-empty 1-D sequence of finite numbers, as float32."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or isinstance(values, (str, bytes)) or array.ndim != 1:
+        raise TypeError(f"`{name}` must be a sequence of numbers, e.g. (-2, 0, 2), got {values!r}.")
+    if array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"`{name}` must hold one or more finite numbers, got {values!r}.")
+    return array.astype(np.float32)
+
+
+def check_names(name: str, value, length: int | None = None, optional: bool = False) -> list[str] | None:
+    """A list of strings (metric names, titles); `length` of them if given; None passes where `optional`."""
+    if value is None and optional:
+        return None
+    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        one = f"; for one, pass [{value!r}]" if isinstance(value, str) else ""
+        raise TypeError(f"`{name}` must be a list of strings{one}, got {value!r}.")
+    if not value:
+        raise ValueError(f"`{name}` is empty; pass at least one name{' or leave it out' if optional else ''}.")
+    if length is not None and len(value) != length:
+        raise ValueError(f"`{name}` has {len(value)} entries, one is needed per row or panel: {length}.")
+    return list(value)
+
+
+def check_panels(name: str, value, what: str) -> Mapping:
+    """A non-empty mapping of a title to `what`."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"`{name}` must be a dict of a title to {what}, got {type(value).__name__}.")
+    if not value:
+        raise ValueError(f"`{name}` is empty; it needs a title mapped to {what}.")
+    return value
+
+
+def check_batch_list(name: str, value) -> list:
+    """A non-empty list of image batches (one per row), not a single batch."""
+    if hasattr(value, "shape") or not isinstance(value, (list, tuple)):
+        shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
+        raise TypeError(f"`{name}` must be a list of image batches, one per row (e.g. [originals, reconstructions]), "
+                        f"got {type(value).__name__}{shape}; for one row pass [images].")
+    if not value:
+        raise ValueError(f"`{name}` is empty; pass at least one batch of images.")
+    return list(value)
+
+
+def check_codes(name: str, model, z) -> np.ndarray:
+    """Latent codes for `model`: a non-empty array (n, d), d the model's latent size where it is known."""
+    try:
+        z = np.asarray(keras.ops.convert_to_numpy(z) if hasattr(z, "shape") else z, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`{name}` must be an array of latent codes (n, d), got {type(z).__name__} ({error}).") from None
+    expected = _code_shape(model)
+    if z.ndim < 2 or len(z) == 0 or (expected is not None and (
+            len(expected) != z.ndim - 1 or any(e is not None and e != s for e, s in zip(expected, z.shape[1:])))):
+        wanted = f"(n, {', '.join('d' if e is None else str(e) for e in expected)})" if expected else "(n, d)"
+        raise ValueError(f"`{name}` must be a non-empty array of codes {wanted} for this model, got shape {z.shape}.")
+    return z
+
+
+def _code_shape(model) -> tuple | None:
+    """The shape of one code that `model` (a VAE or a decoder) takes, where it is known."""
+    if isinstance(model, VAE):
+        model = model.decoder
+    try:
+        shape = tuple(model.input_shape[1:])
+    except Exception:  # no input_shape, or several inputs (a conditional decoder)
+        return None
+    return shape if all(s is None or isinstance(s, numbers.Integral) for s in shape) else None
+
+
+def _history_logs(name: str, history) -> dict:
+    """The per-epoch numbers of a `keras.callbacks.History`, a `fit_resumable` result or a dict."""
+    logs = history.history if hasattr(history, "history") else history
+    if not isinstance(logs, Mapping):
+        raise TypeError(f"`{name}` must be what `fit` returns (a History) or a dict of per-epoch values, "
+                        f"got {type(history).__name__}.")
+    if not logs:
+        raise ValueError(f"`{name}` holds no metrics: train first (or pass `fit`'s result).")
+    return dict(logs)
+
+
+def _check_recorded(name: str, keys: list[str], every_logs: list[dict]) -> None:
+    """Each key must be a metric at least one of the histories recorded."""
+    recorded = list(dict.fromkeys(key for logs in every_logs for key in logs))
+    missing = [key for key in keys if key not in recorded]
+    if missing:
+        raise ValueError(f"`{name}` names {missing[0]!r}, which the history does not hold; it holds {recorded}.")
+
+
+def _describe(value) -> str:
+    return f"{len(value)} items" if isinstance(value, (tuple, list)) else type(value).__name__

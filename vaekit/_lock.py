@@ -1,9 +1,8 @@
-"""What keeps a run folder sound: one writer at a time, damaged files named, the model that made it.
+"""One writer per run folder: `RunLock`, the lock `vaekit.training.fit_resumable` holds for a whole call.
 
-**The lock.** `fit_resumable` holds `RunLock(run_dir)` for the whole call. The lock is a file,
-`run.lock`, created with O_EXCL (so of two processes starting together exactly one
-creates it) and holding the holder's pid, host name and start time as JSON. A second
-process is refused with `RunFolderBusyError`, which names the folder and the holder.
+The lock is a file, `run.lock`, created with O_EXCL (so of two processes starting together
+exactly one creates it) and holding the holder's pid, host name and start time as JSON. A
+second process is refused with `RunFolderBusyError`, which names the folder and the holder.
 
 A lock whose holder is gone is stale and is taken over: the holder was on this host
 and its pid is no longer running (or now belongs to a process started after the lock
@@ -12,14 +11,12 @@ removes the lock in a `finally`; a SIGKILL or a crashed kernel leaves it, and th
 run finds it stale. A lock held on another host (a shared network folder) cannot be
 checked from here: the error says to delete the file once that run is known to be over.
 
-**Damaged files.** A run file that cannot be read back (cut short, emptied, a byte
-changed) raises `DamagedRunFileError`, which names the file and the ways out, instead
-of the reader's own `BadZipFile` or `JSONDecodeError`.
-
-**The model.** A checkpoint records `model_record(model)`, the model's own config with
-Keras' automatic layer names replaced by their order, so that the same architecture
-built twice (`dense_3` one time, `dense_17` the next) gives the same record and a
-different one (another beta, another size) does not; `model_differences` lists where.
+A process never refuses itself a folder it no longer holds. Each hold registers its token
+in this process's memory while it lasts (`_live_tokens`), and a release forgets it even
+where the file cannot be removed (the folder turned read-only, a quota is full, the mount
+went away: a warning says so). A later call in the same process then finds a lock file
+naming this process with a token no live hold of it has, and takes it over as soon as the
+folder can be written again; another process still finds it held while this one runs.
 """
 
 from __future__ import annotations
@@ -27,11 +24,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import socket
 import sys
+import threading
 import time
+import warnings
 from pathlib import Path
 
 LOCK_NAME = "run.lock"
@@ -40,88 +38,15 @@ LOCK_NAME = "run.lock"
 _UNWRITTEN_LOCK_AGE_S = 10.0
 _READ_RETRIES = 20  # x 50 ms: the time a reader gives a just-created lock to get its contents
 
+# The tokens of the holds this process has now (taken, not yet released). A lock file naming this
+# process with any other token is left from a hold that ended without removing it: not a holder.
+_live_tokens: set[str] = set()
+_live_tokens_guard = threading.Lock()
+
 
 class RunFolderBusyError(RuntimeError):
     """Another process is writing this run folder; a second writer would corrupt it."""
 
-
-class DamagedRunFileError(ValueError):
-    """A run folder's file cannot be read back: cut short, emptied or altered."""
-
-
-def damaged(path: Path, error: BaseException, way_out: str) -> DamagedRunFileError:
-    """The error for a run file that failed to read with `error`; `way_out` says what the user can do."""
-    return DamagedRunFileError(f"{path} is damaged and cannot be read ({type(error).__name__}: {error}); "
-                               f"it was cut short, emptied or altered after it was written. {way_out}")
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-# Keys of a layer's config that do not change what the model computes or which weights fit it: seeds, and
-# where Keras keeps a class (moved between Keras versions; the class name itself is compared).
-_IGNORED_KEYS = frozenset({"seed", "module", "registered_name"})
-
-
-def model_record(model) -> dict | None:
-    """The model's config with automatic layer names replaced by "<layer k>", as JSON data; None if it has none."""
-    try:
-        config = json.loads(json.dumps(model.get_config(), default=repr))
-    except Exception:  # a subclassed model without get_config: nothing to compare
-        return None
-    if isinstance(config, dict):
-        config.pop("name", None)  # the model's own name: Keras numbers unnamed ones ("functional_3"); not its shape
-    names: dict[str, str] = {}
-
-    def collect(value):
-        if isinstance(value, dict):
-            inner = value.get("config")
-            if "class_name" in value and isinstance(inner, dict) and isinstance(inner.get("name"), str):
-                names.setdefault(inner["name"], f"<layer {len(names)}>")
-            for item in value.values():
-                collect(item)
-        elif isinstance(value, list):
-            for item in value:
-                collect(item)
-
-    def rename(value):
-        if isinstance(value, dict):
-            return {key: rename(item) for key, item in value.items() if key not in _IGNORED_KEYS}
-        if isinstance(value, list):
-            return [rename(item) for item in value]
-        if not isinstance(value, str):
-            return value
-        return _ADDRESS.sub("", names.get(value, value))  # repr()s of objects differ by address only
-
-    collect(config)
-    for fixed in ("encoder", "decoder"):  # names vaekit gives itself: kept, they are part of the contract
-        names.pop(fixed, None)
-    return rename(config)
-
-
-def model_differences(saved, given, where: str = "", limit: int = 6) -> list[str]:
-    """Where two `model_record`s differ, as "path: saved X, given Y" lines (keys only one has are skipped:
-    a newer Keras may add options with their defaults)."""
-    if isinstance(saved, (dict, list)) != isinstance(given, (dict, list)) or (
-            isinstance(saved, dict) != isinstance(given, dict)):
-        return []  # one value written in two formats (a Keras upgrade changed how it saves it): not comparable
-    if isinstance(saved, dict) and isinstance(given, dict):
-        found = []
-        for key in [key for key in saved if key in given]:  # in the saved order, so messages read the same each time
-            found += model_differences(saved[key], given[key], f"{where}.{key}" if where else str(key), limit)
-        return found[:limit]
-    if isinstance(saved, list) and isinstance(given, list):
-        if len(saved) != len(given):
-            return [f"{where or 'model'}: {len(saved)} entries saved, {len(given)} given"]
-        found = []
-        for index, (a, b) in enumerate(zip(saved, given)):
-            found += model_differences(a, b, f"{where}[{index}]", limit)
-        return found[:limit]
-    if saved != given and not (_is_number(saved) and _is_number(given) and float(saved) == float(given)):
-        return [f"{where or 'model'}: saved {saved!r}, given {given!r}"]
-    return []
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class RunLock:
@@ -152,6 +77,16 @@ class RunLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
                   "started_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                   "command": " ".join(sys.argv)[:300], "token": self.token}
+        with _live_tokens_guard:  # live from before its file exists, so no other call here takes it for stale
+            _live_tokens.add(self.token)
+        try:
+            self._acquire(record)
+        except BaseException:
+            with _live_tokens_guard:
+                _live_tokens.discard(self.token)
+            raise
+
+    def _acquire(self, record: dict) -> None:
         for _ in range(100):  # each round either takes the lock, refuses, or removes a stale one
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -178,13 +113,28 @@ class RunLock:
                                  "processes keep creating it. Is a script starting runs on this folder in a loop?")
 
     def release(self) -> None:
-        """Remove the lock file if it is still this holder's; safe to call twice."""
+        """Remove the lock file if it is still this holder's; safe to call twice.
+
+        The hold ends in this process's memory first, whatever happens to the file: where it
+        cannot be removed (a read-only folder), a warning says so, and the next call in this
+        process takes the folder over once it can be written again. Another process finds it
+        held until this one ends, and then stale.
+        """
         if not self.held:
             return
         self.held = False
+        with _live_tokens_guard:
+            _live_tokens.discard(self.token)
         holder = _read_record(self.path)
-        if holder is not None and holder.get("token") == self.token:
+        if holder is None or holder.get("token") != self.token:
+            return
+        try:
             self.path.unlink(missing_ok=True)
+        except OSError as error:  # never hides the error that ended the run, nor turns a finished run into a failure
+            warnings.warn(f"could not remove the lock {self.path} of run folder {self.run_dir} "
+                          f"({type(error).__name__}: {error}). This process no longer holds the folder: a later "
+                          "call here takes it over once the folder can be written again; another process finds "
+                          "it in use until this one ends, then takes it over.", RuntimeWarning, stacklevel=2)
 
     def check(self) -> None:
         """Raise `RunFolderBusyError` if the lock file is no longer this holder's."""
@@ -228,6 +178,11 @@ class RunLock:
                     guard.unlink(missing_ok=True)
             time.sleep(0.01)
             return
+        except OSError as error:  # a read-only folder: the old lock cannot be replaced yet
+            raise OSError(error.errno, f"cannot replace the lock file {self.path} of run folder {self.run_dir}, "
+                          f"left by {_describe(stale) if stale else 'a process that has ended'}: "
+                          f"{error.strerror}. Make the folder writable again and run again.",
+                          str(self.path)) from error
         try:
             current = _read_record(self.path)
             if stale is None:  # never written: still so, and still old (not a lock created a moment ago)
@@ -254,6 +209,9 @@ def _is_stale(holder: dict, path: Path) -> bool:
     pid, host = holder.get("pid"), holder.get("host")
     if not isinstance(pid, int) or host != socket.gethostname():
         return False  # not written yet, or on another machine: cannot tell, so it counts as held
+    if pid == os.getpid():  # this process: held only by a hold it still has (its release may have failed)
+        with _live_tokens_guard:
+            return holder.get("token") not in _live_tokens
     started = _process_start_time(pid)
     if started is not None:
         # A pid reused by a process that started after the lock was written is not the holder
