@@ -186,7 +186,7 @@ def strided_conv_autoencoder(input_shape=(64, 64, 3), filters=(12, 24, 48)) -> A
 
 def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, input_shape=(28, 28, 1),
            seed: int | None = None, beta: float = 1.0, reconstruction: str = "bce", kl_warmup_steps: int = 0,
-           free_bits: float = 0.0) -> VAE:
+           free_bits: float = 0.0, activation: str = "relu") -> VAE:
     """The MSE-vs-KL project's fully connected VAE.
 
     Encoder 784-hidden_units(relu)-(z_mean, z_log_var); decoder latent-hidden_units(relu)
@@ -199,14 +199,19 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     `fc_vae(latent_dim=50, hidden_units=(200, 200))` is the one-stochastic-layer VAE of
     Burda et al. (2016), the usual baseline for binarised-MNIST likelihoods (notebook 08).
     `kl_warmup_steps` and `free_bits` are `VAE`'s two KL schedules, off by default (notebook 12).
+    `activation` is the hidden layers' (Burda et al. use "tanh").
     """
     height, width, channels = input_shape = check_image_shape("input_shape", input_shape)
     hidden_units, latent_dim = check_positive_ints("hidden_units", hidden_units), check_positive_int("latent_dim", latent_dim)
     seed = check_seed("seed", seed)
+    try:
+        keras.activations.get(activation)
+    except ValueError:
+        raise ValueError(f"`activation` must be a Keras activation such as 'relu' or 'tanh', got {activation!r}.") from None
     inputs = keras.Input(shape=input_shape)
     x = keras.layers.Flatten()(inputs)
     for units in hidden_units:
-        x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(units, activation=activation)(x)
     z_mean = keras.layers.Dense(latent_dim, name="z_mean")(x)
     z_log_var = keras.layers.Dense(latent_dim, name="z_log_var")(x)
     z = Sampling(seed=seed, name="z")([z_mean, z_log_var])
@@ -215,7 +220,7 @@ def fc_vae(latent_dim: int = 20, hidden_units: int | tuple[int, ...] = 400, inpu
     latent_inputs = keras.Input(shape=(latent_dim,))
     x = latent_inputs
     for units in reversed(hidden_units):
-        x = keras.layers.Dense(units, activation="relu")(x)
+        x = keras.layers.Dense(units, activation=activation)(x)
     x = keras.layers.Dense(height * width * channels, activation="sigmoid")(x)
     decoder = keras.Model(latent_inputs, keras.layers.Reshape(input_shape)(x), name="decoder")
 

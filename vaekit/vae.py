@@ -178,10 +178,26 @@ def kl_divergence(z_mean, z_log_var):
 class ChecksItsData:
     """For a `keras.Model`: `fit`, `evaluate` and `predict` pass their data through `check_data` first.
 
-    A subclass defines `check_data(x, validation_data=None) -> (x, validation_data)`, and
-    `check_targets(y)` if it takes targets. Each array is looked at once per call (the
-    validation that `fit` runs through `evaluate` is not checked twice); nothing per step.
+    A subclass sets `value_range` (the pixels' range, None for any) and `data_shape()` (one
+    image's shape, None entries for any size), and defines `check_targets(y)` if it takes
+    targets. Each array is looked at once per call (the validation that `fit` runs through
+    `evaluate` is not checked twice); nothing per step.
     """
+
+    value_range: tuple[float, float] | None = PIXEL_RANGE
+
+    def check_data(self, x, validation_data=None):
+        """Check `x` and `validation_data` as `fit` does (`check_batches`); returns them, ready to pass on."""
+        shape = self.data_shape()
+        x = check_batches("x", x, self.value_range, shape)
+        if isinstance(validation_data, (tuple, list)) and validation_data:  # (x_val,) or (x_val, y_val[, weights])
+            rest = list(validation_data[1:])
+            if rest and rest[0] is not validation_data[0] and hasattr(self, "check_targets"):  # (x_val, x_val): once
+                rest[0] = self.check_targets(rest[0], "validation_data[1]")
+            validation_data = (check_batches("validation_data[0]", validation_data[0], self.value_range, shape), *rest)
+        elif validation_data is not None:  # a dataset or generator
+            validation_data = check_batches("validation_data", validation_data, self.value_range, shape)
+        return x, validation_data
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, after checking `x` (`y`) and `validation_data` (see `check_data`)."""
@@ -367,16 +383,9 @@ class VAE(ChecksItsData, keras.Model):
             bound.arguments["callbacks"] = [StopOnNonFiniteLoss(), *(bound.arguments.get("callbacks") or [])]
         return super().fit(*bound.args[1:], **bound.kwargs)
 
-    def check_data(self, x, validation_data=None):
-        """Check training data as `fit` does (see `check_images`); returns (x, validation_data)."""
-        shape = tuple(self.encoder.input_shape[1:]) if is_functional(self.encoder) else None
-        x = check_batches("x", x, PIXEL_RANGE, shape)
-        if isinstance(validation_data, (tuple, list)):  # (x_val,) or (x_val, y_val[, weights])
-            x_val = check_batches("validation_data[0]", validation_data[0], PIXEL_RANGE, shape)
-            validation_data = (x_val, *validation_data[1:])
-        elif validation_data is not None:  # a dataset or generator
-            validation_data = check_batches("validation_data", validation_data, PIXEL_RANGE, shape)
-        return x, validation_data
+    def data_shape(self):
+        """The shape of one image (None where a subclassed encoder has not told it)."""
+        return tuple(self.encoder.input_shape[1:]) if is_functional(self.encoder) else None
 
     def get_config(self):
         parts = {name: keras.saving.serialize_keras_object(getattr(self, name)) for name in ("encoder", "decoder")}
@@ -445,19 +454,8 @@ class Autoencoder(ChecksItsData, keras.Model):
         model.value_range = None if value_range is None else tuple(value_range)
         return model
 
-    def check_data(self, x, validation_data=None):
-        """Check inputs and validation data as `fit` does; returns (x, validation_data), ready to pass on."""
-        input_shape = tuple(self.input_shape[1:])
-        checked_x = check_batches("x", x, self.value_range, input_shape)
-        if isinstance(validation_data, (tuple, list)) and validation_data:
-            x_val = check_batches("validation_data[0]", validation_data[0], self.value_range, input_shape)
-            rest = list(validation_data[1:])
-            if rest and rest[0] is not validation_data[0]:  # (x_val, x_val), the usual form, is checked once
-                rest[0] = self.check_targets(rest[0], "validation_data[1]")
-            validation_data = (x_val, *rest)
-        elif validation_data is not None:  # a dataset or generator
-            validation_data = check_batches("validation_data", validation_data, self.value_range, input_shape)
-        return checked_x, validation_data
+    def data_shape(self):
+        return tuple(self.input_shape[1:])
 
     def check_targets(self, y, name: str = "y"):
         """Check reconstruction targets: images of the output's shape in the model's range; None passes."""
