@@ -173,6 +173,7 @@ def generate(model: ConditionalVAE, labels, z=None, num_codes: int = 8, seed: in
         generate(model, [7])[0]                   # eight 7s
     """
     labels = check_labels("labels", labels, model.num_classes)
+    seed = check_seed("seed", seed)
     latent_dim = model.decoder.inputs[0].shape[-1] if is_functional(model.decoder) else None
     if z is None:
         num_codes = check_positive_int("num_codes", num_codes)

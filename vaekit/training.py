@@ -15,7 +15,8 @@ folder needs is here:
   gives the same record and another one (another beta, another size) is refused;
 * **damaged files** (`DamagedRunFileError`) are named with the way out, instead of the
   reader's own `BadZipFile` or `JSONDecodeError`;
-* **one writer at a time**: `vaekit._lock.RunLock`, held for the whole call.
+* **one writer at a time**: `vaekit._lock.RunLock`, held for the whole call; a folder that
+  stopped taking writes mid-run is taken back by the same process once it is writable again.
 
 Where a notebook's run folders go is `vaekit.experiments.run_dir`'s business. The NaN stop
 (`vaekit.vae.StopOnNonFiniteLoss`) is part of `VAE.fit`, so it guards these runs too.
@@ -158,7 +159,9 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
             examples. It is written to `config.json` on the first call and must be equal
             on every later one, so a folder is never resumed with other settings.
         **fit_kwargs: passed to `fit` (`batch_size`, `validation_data`, `verbose`,
-            `callbacks`...); not `initial_epoch`, which the folder decides.
+            `callbacks`...); not `initial_epoch`, which the folder decides. A name `fit`
+            does not take (a misspelt `batchsize=`) is refused, as are a `config` that JSON
+            cannot hold and a `run_dir` that is not a path: all before the folder is made.
 
     Returns:
         The history of every epoch, old and new, as `fit(...).history` would give it.
