@@ -118,8 +118,11 @@ def _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callback
         def train_step(state, batch):
             return model_ref().train_step(state, batch)
 
-        split = None if distribution is None else _batch_splitter(distribution)
-        cache[key] = jax.jit(_epoch_function(train_step, len(data[0]), batch_size, shuffle, split))
+        split, layout = None, {}
+        if distribution is not None:  # and the state comes back laid out as it goes in: no second compile
+            split = _batch_splitter(distribution)
+            layout = {"out_shardings": (None, _state_shardings(model, distribution))}
+        cache[key] = jax.jit(_epoch_function(train_step, len(data[0]), batch_size, shuffle, split), **layout)
     run_epoch = cache[key]
     if distribution is None:
         device_data = jax.device_put(data)  # copied once per call; a no-op for arrays already on the device
@@ -136,7 +139,10 @@ def _fit_jax(model, data, epochs, batch_size, shuffle, validation_data, callback
         model.reset_metrics()  # epoch averages, as in fit
         callback_list.on_epoch_begin(epoch)
         start = time.perf_counter()
-        step_logs, state = run_epoch(_state(model), device_data, jax.random.fold_in(shuffle_key, epoch))
+        state = _state(model)
+        if distribution is not None:  # each variable as its layout says (over a 1-device mesh Keras leaves some unset)
+            state = jax.device_put(state, _state_shardings(model, distribution))
+        step_logs, state = run_epoch(state, device_data, jax.random.fold_in(shuffle_key, epoch))
         _assign_state(model, state)
         logs = {name: float(value) for name, value in step_logs.items()}
         seconds = time.perf_counter() - start
@@ -176,6 +182,15 @@ def _batch_splitter(distribution):
                      for array in batch)
 
     return split
+
+
+def _state_shardings(model: keras.Model, distribution) -> tuple[list, ...]:
+    """The sharding of each state variable under `distribution` (replicated, for `DataParallel`)."""
+    def sharding(variable):
+        layout = distribution.get_variable_layout(variable)
+        return getattr(layout, "backend_layout", layout)  # a TensorLayout, or already a jax sharding
+
+    return tuple([sharding(variable) for variable in group] for group in _state_variables(model))
 
 
 def _create_state(model: keras.Model, batch: tuple) -> None:

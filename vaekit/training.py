@@ -39,7 +39,7 @@ import pandas as pd
 
 from vaekit import _io
 from vaekit._lock import RunFolderBusyError, RunLock  # noqa: F401  (raised from here)
-from vaekit.vae import ChecksItsData, check_positive_int
+from vaekit.vae import ChecksItsData, check_devices, check_positive_int
 
 
 class DamagedRunFileError(ValueError):
@@ -176,6 +176,7 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
         return _fit_in_folder(model, x, y, run_dir, epochs, config, fit_kwargs)
     with model._checking():  # a vaekit.VAE or Autoencoder: checked here, before any file is written, not in fit
         arguments = {"x": x, "y": y, "validation_data": fit_kwargs.get("validation_data")}
+        check_devices(model, {**fit_kwargs, "x": x})  # every batch splits over the devices, before any file
         model._check_arguments(arguments, with_validation=True)  # the check `fit` makes
         if arguments["validation_data"] is not None:
             fit_kwargs["validation_data"] = arguments["validation_data"]

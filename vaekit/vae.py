@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import math
 import numbers
+import sys
 import warnings
 
 import keras
@@ -202,6 +203,7 @@ class ChecksItsData:
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`, after checking `x` (`y`) and `validation_data` (see `check_data`)."""
         bound = inspect.signature(super().fit).bind(*args, **kwargs)
+        check_devices(self, bound.arguments)  # every batch splits over the devices
         with self._checking() as unchecked:
             if unchecked:
                 self._check_arguments(bound.arguments, with_validation=True)
@@ -210,6 +212,7 @@ class ChecksItsData:
     def evaluate(self, *args, **kwargs):
         """`keras.Model.evaluate`, after checking `x` (and `y`) as `fit` does."""
         bound = inspect.signature(super().evaluate).bind(*args, **kwargs)
+        check_devices(self, bound.arguments)
         if not getattr(self, "_data_checked", False):
             self._check_arguments(bound.arguments, with_validation=False)
         return super().evaluate(*bound.args, **bound.kwargs)
@@ -217,6 +220,7 @@ class ChecksItsData:
     def predict(self, *args, **kwargs):
         """`keras.Model.predict`, after checking `x` as `fit` does."""
         bound = inspect.signature(super().predict).bind(*args, **kwargs)
+        check_devices(self, bound.arguments)
         bound.arguments["x"], _ = self.check_data(bound.arguments.get("x"))
         return super().predict(*bound.args, **bound.kwargs)
 
@@ -232,6 +236,7 @@ class ChecksItsData:
             self._data_checked = outer
 
     def _check_arguments(self, arguments: dict, with_validation: bool) -> None:
+        check_devices(self)  # the backend and strategy, before `fit_resumable` writes any file
         x, y = arguments.get("x"), arguments.get("y")
         arguments["x"], validation_data = self.check_data(x, arguments.get("validation_data") if with_validation else None)
         if with_validation:
@@ -532,6 +537,52 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         if self.raise_error:
             raise NonFiniteLossError(self.message)
         warnings.warn(self.message, RuntimeWarning, stacklevel=2)
+
+
+# ---------------------------------------------------------------- several devices: refuse what would train wrongly
+
+MULTI_DEVICE_WAY = ("Train on several devices with the JAX backend: KERAS_BACKEND=jax, then "
+                    "`keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))` "
+                    "before building the model (docs/multi_device.md).")
+
+
+def check_devices(model, arguments: dict | None = None) -> None:
+    """Refuse several devices where Keras would train `model` wrongly or not at all.
+
+    A `keras.distribution` works on JAX only: TensorFlow and PyTorch ignore it (one device).
+    Under a `tf.distribute` strategy with several replicas (`MirroredStrategy`) Keras sums the
+    replicas' gradients of a loss it expects divided by their number, as its own losses are;
+    `VAE.compute_loss`'s batch mean is not, so gradients and logged loss come out that many
+    times too large (and every replica draws the same noise); a model compiled with a Keras
+    loss passes. On JAX every batch of `arguments` (those of `fit`, `evaluate`, `predict`)
+    must split evenly over the devices: Keras fails on the first that does not, and leaves
+    the model's variables unusable.
+    """
+    backend, distribution = keras.backend.backend(), keras.distribution.distribution()
+    if backend != "jax" and distribution is not None:
+        raise ValueError(f"A keras.distribution is set ({type(distribution).__name__}), but Keras implements it on "
+                         f"JAX only: on {backend} it is ignored and {type(model).__name__} would train on one "
+                         f"device. {MULTI_DEVICE_WAY}")
+    replicas = getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1)  # TensorFlow's
+    if replicas > 1 and type(model).compute_loss is not keras.Model.compute_loss:
+        raise ValueError(f"{type(model).__name__} does not train under a tf.distribute strategy with {replicas} "
+                         "replicas (MirroredStrategy): Keras would sum the replicas' gradients of its loss, a batch "
+                         f"mean, making them and the logged loss {replicas} times too large, and every replica would "
+                         f"draw the same sampling noise. {MULTI_DEVICE_WAY}")
+    mesh, axis = getattr(distribution, "device_mesh", None), getattr(distribution, "batch_dim_name", None)
+    if arguments is None or mesh is None or axis not in list(mesh.axis_names):
+        return
+    jax = sys.modules.get("jax")  # loaded by Keras' JAX backend; each process splits its own batches
+    shards = mesh.shape[list(mesh.axis_names).index(axis)] // (jax.process_count() if jax is not None else 1)
+    batch_size, validation = arguments.get("batch_size") or 32, arguments.get("validation_data")
+    for name, x in (("x", arguments.get("x")),
+                    ("validation_data[0]", validation[0] if isinstance(validation, (tuple, list)) and validation else None)):
+        x = next(iter(x.values())) if isinstance(x, dict) and x else x[0] if isinstance(x, (tuple, list)) and x else x
+        n = int(x.shape[0]) if hasattr(x, "shape") and len(x.shape) else None  # None: a dataset, not checked
+        if shards > 1 and n is not None and (n % shards or (n > batch_size and batch_size % shards)):
+            raise ValueError(f"`{name}`: {n} examples in batches of {batch_size} (the last of {n % batch_size or batch_size}), "
+                             f"but the keras.distribution splits every batch over {shards} devices, so each must "
+                             f"divide by {shards}: pass a batch_size and a number of examples that do.")
 
 
 # ---------------------------------------------------------------- checks: a clear error before any work
