@@ -176,6 +176,8 @@ def kl_divergence(z_mean, z_log_var):
 
 
 
+# ---------------------------------------------------------------- the data check every model runs (then the VAE)
+
 class ChecksItsData:
     """For a `keras.Model`: `fit`, `evaluate` and `predict` pass their data through `check_data` first.
 
