@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import tiny
 from vaekit import experiments, training
 
 pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
@@ -117,8 +118,8 @@ def _fit(model, run_dir, epochs, config=None, **kwargs):
 
 
 def test_fit_resumable_resumes_at_the_first_unfinished_epoch(tmp_path):
-    first = _tiny_vae()
-    early = _fit(first, tmp_path / "run", 2, validation_data=(RESUMABLE_X[:8],))
+    first = _tiny_vae()  # a run of 5 epochs, stopped after 2
+    early = _fit(first, tmp_path / "run", 5, validation_data=(RESUMABLE_X[:8],), callbacks=[tiny.StopAfter(2)])
     assert len(early["loss"]) == 2 and len(early["val_loss"]) == 2
 
     resumed = _tiny_vae()  # a fresh process would start from freshly built weights like these
@@ -164,7 +165,7 @@ def test_fit_resumable_rewrites_a_stale_history_csv_from_its_checkpoint(tmp_path
 
 
 def test_fit_resumable_clears_temporary_files_left_by_a_kill_mid_save(tmp_path):
-    _fit(_tiny_vae(), tmp_path / "run", 1)
+    _fit(_tiny_vae(), tmp_path / "run", 2, callbacks=[tiny.StopAfter(1)])
     leftover = tmp_path / "run" / ".checkpoint.tmp-0123abcd.npz"
     leftover.write_bytes(b"half a checkpoint")
     history = _fit(_tiny_vae(), tmp_path / "run", 2)
@@ -198,13 +199,21 @@ def test_fit_resumable_does_not_save_an_epoch_with_a_nan_loss(tmp_path):
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
-def test_fit_resumable_refuses_another_config_or_fewer_epochs(tmp_path):
-    _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": (8,)})
-    _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": [8]})  # equal once written as JSON
-    with pytest.raises(ValueError, match="another config"):
-        _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 3, "sizes": [8]})
-    with pytest.raises(ValueError, match="trained for 2 epochs"):
-        _fit(_tiny_vae(), tmp_path / "run", 1, config={"d": 2, "sizes": [8]})
+def test_fit_resumable_trains_another_config_or_epochs_in_a_folder_of_its_own(tmp_path, capsys):
+    history = _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": (8,)})
+    assert _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 2, "sizes": [8]}) == history  # equal once JSON
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+    capsys.readouterr()
+    other = _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 3, "sizes": [8]})
+    assert "(config.d: 2 there, 3 here): this run's folder is " in capsys.readouterr().out
+    shorter = _fit(_tiny_vae(), tmp_path / "run", 1, config={"d": 2, "sizes": [8]})
+    assert len(other["loss"]) == 2 and len(shorter["loss"]) == 1
+    folders = sorted(path.name for path in tmp_path.iterdir())
+    assert folders[0] == "run" and folders[1].startswith("run-d3-") and folders[2].startswith("run-epochs1-")
+    assert json.loads((tmp_path / folders[1] / "config.json").read_text()) == {"d": 3, "sizes": [8]}
+    # Asked again, each finds its own folder and loads it.
+    assert _fit(_tiny_vae(), tmp_path / "run", 2, config={"d": 3, "sizes": [8]}) == other
+    assert len(list(tmp_path.iterdir())) == 3
     with pytest.raises(TypeError, match="initial_epoch"):
         _fit(_tiny_vae(), tmp_path / "run", 2, initial_epoch=1)
     with pytest.raises(ValueError, match="epochs"):
@@ -272,10 +281,10 @@ def test_fit_resumable_without_a_config_records_the_training_settings(tmp_path):
     settings = json.loads((run_dir / "config.json").read_text())
     assert settings["optimizer"] == "Adam" and settings["batch_size"] == 16 and settings["train_examples"] == 32
     assert settings["learning_rate"] == 1e-2  # as written, not float32's 0.009999999776482582
-    training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=2, batch_size=16, verbose=0)
-    with pytest.raises(ValueError, match="another config"):  # the same model, another batch size
-        training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=8, verbose=0)
+    training.fit_resumable(_tiny_vae(), RESUMABLE_X, run_dir=run_dir, epochs=1, batch_size=8, verbose=0)
     slower = _tiny_vae()
     slower.compile(optimizer=keras.optimizers.Adam(1e-3))
-    with pytest.raises(ValueError, match="another config"):  # another learning rate
-        training.fit_resumable(slower, RESUMABLE_X, run_dir=run_dir, epochs=3, batch_size=16, verbose=0)
+    training.fit_resumable(slower, RESUMABLE_X, run_dir=run_dir, epochs=1, batch_size=16, verbose=0)
+    names = sorted(path.name for path in tmp_path.iterdir())  # another batch size, another learning rate
+    assert names[0] == "run" and names[1].startswith("run-batch-size8-") and names[2].startswith(
+        "run-learning-rate0.001-"), names

@@ -131,9 +131,10 @@ def test_finished_run_loads_in_another_process_with_finite_weights(killed_and_re
     keras.utils.set_random_seed(5)  # other initial weights than the killed runs'
     vae = models.fc_vae(input_shape=(28, 28, 1), latent_dim=2, hidden_units=512, seed=1)
     vae.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = training.fit_resumable(vae, np.zeros((8, 28, 28, 1), "float32"), run_dir=run_dir,
-                                     epochs=EPOCHS, config=CONFIG, verbose=0)
-    assert history == results["history"]
+    x = np.random.default_rng(0).random((96, 28, 28, 1)).astype("float32")  # the same run: data, batch size
+    history = training.fit_resumable(vae, x, run_dir=run_dir, epochs=EPOCHS, config=CONFIG, batch_size=8, verbose=0)
+    assert history == results["history"] and int(vae.optimizer.iterations) == EPOCHS * 96 // 8  # loaded
+    assert [path.name for path in run_dir.parent.iterdir()] == [run_dir.name]
     weights = vae.get_weights()
     assert all(np.all(np.isfinite(w)) for w in weights)
     np.testing.assert_allclose([float(np.sum(w.astype("float64"))) for w in weights], results["weight_sums"],

@@ -8,6 +8,7 @@ must be refused before its weights are loaded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import keras
@@ -56,7 +57,7 @@ def test_the_previous_epochs_state_is_kept_beside_the_checkpoint(run_copy):
     with np.load(run_dir / "checkpoint.previous.npz") as previous:
         assert len(json.loads(str(previous["record"]))["rows"]) == 1
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.npz", "checkpoint.previous.npz", "config.json",
-                                                         "history.csv"]
+                                                         "history.csv", "model.weights.h5", "run.json"]
 
 
 @pytest.mark.parametrize("damage", ["cut short", "emptied", "cut to its first bytes"])
@@ -149,16 +150,22 @@ def test_a_damaged_history_csv_is_rewritten_from_the_checkpoint(run_copy):
 
 # --- A folder made by another model ---------------------------------------------------------
 
-@pytest.mark.parametrize("change, shown", [(dict(beta=4.0), "beta: saved 1.0, given 4.0"),
-                                           (dict(latent_dim=3), "saved 2, given 3"),
-                                           (dict(hidden_units=16), "saved 8, given 16")])
-def test_a_folder_made_by_another_model_is_refused_without_a_config(run_copy, change, shown):
-    run_dir, _ = run_copy
-    before = (run_dir / "checkpoint.npz").read_bytes()
-    with pytest.raises(ValueError, match="another model") as error:
-        resume(run_dir, epochs=3, **change)
-    assert shown in str(error.value) and str(run_dir) in str(error.value)
-    assert (run_dir / "checkpoint.npz").read_bytes() == before
+@pytest.mark.parametrize("change, shown, name", [(dict(beta=4.0), "model.beta: 1.0 there, 4.0 here", "beta4.0"),
+                                                 (dict(latent_dim=3), ": 2 there, 3 here", "units3"),
+                                                 (dict(hidden_units=16), ": 8 there, 16 here", "units16")])
+def test_another_model_trains_in_a_folder_of_its_own_and_leaves_the_run_there_as_it_was(run_copy, capsys, change,
+                                                                                       shown, name):
+    run_dir, history = run_copy
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    capsys.readouterr()
+    other = resume(run_dir, **change)
+    printed = capsys.readouterr().out
+    assert "run holds a run with other settings (" in printed and shown in printed
+    sibling = next(path for path in run_dir.parent.iterdir() if path != run_dir)
+    assert sibling.name.startswith(f"run-{name}-") and printed.rstrip().endswith(f"this run's folder is {os.path.relpath(sibling)}")
+    assert other != history and len(other["loss"]) == 2
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert resume(run_dir) == history  # the first model still finds its own run
 
 
 def test_a_loaded_finished_run_draws_the_same_sampling_noise_as_the_run_that_trained_it(tmp_path):
@@ -184,7 +191,7 @@ def test_a_checkpoint_without_seed_states_still_loads(run_copy):
     assert record.pop("seed_states") == 1
     arrays["record"] = np.array(json.dumps(record))
     np.savez(checkpoint, **arrays)
-    assert resume(run_dir, epochs=3)["loss"][:2] == history["loss"]
+    assert resume(run_dir) == history
 
 
 def test_a_checkpoint_with_another_number_of_seed_generators_is_refused(run_copy):
@@ -205,11 +212,11 @@ def test_the_same_model_built_again_among_other_models_resumes(run_copy):
     run_dir, history = run_copy
     for _ in range(3):
         vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=2, hidden_units=4, filters=(4, 4))
-    resumed = resume(run_dir, epochs=3, seed=7)  # the sampling seed is no part of the model's shape
-    assert resumed["loss"][:2] == history["loss"] and len(resumed["loss"]) == 3
+    assert resume(run_dir, seed=7) == history  # the sampling seed is no part of the model's shape
+    assert [path.name for path in run_dir.parent.iterdir()] == ["run"]
 
 
-def test_a_plain_keras_autoencoder_folder_refuses_another_activation_whose_weights_would_fit(tmp_path):
+def test_a_plain_keras_autoencoder_with_another_activation_whose_weights_would_fit_trains_apart(tmp_path):
     def autoencoder(activation):
         inputs = keras.Input((4, 4, 1))
         x = keras.layers.Dense(4, activation=activation)(keras.layers.Flatten()(inputs))
@@ -219,8 +226,8 @@ def test_a_plain_keras_autoencoder_folder_refuses_another_activation_whose_weigh
         return model
 
     training.fit_resumable(autoencoder("relu"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
-    with pytest.raises(ValueError, match="activation: saved 'relu', given 'tanh'"):
-        training.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=2, verbose=0)
+    training.fit_resumable(autoencoder("tanh"), X, X, run_dir=tmp_path / "run", epochs=1, verbose=0)
+    assert sorted(path.name for path in tmp_path.iterdir())[1].startswith("run-activation-tanh-")
 
 
 def test_an_unnamed_plain_keras_model_built_again_resumes(tmp_path):

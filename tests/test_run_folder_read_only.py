@@ -22,6 +22,7 @@ import pytest
 
 import vaekit
 from tiny import ROOT
+import tiny
 from vaekit import _lock, training
 
 EPOCHS = 3
@@ -115,9 +116,9 @@ def test_a_lock_that_could_not_be_removed_after_a_finished_run_does_not_refuse_t
     folder = ReadOnlyFolder(run_dir, monkeypatch)
     vae, x = tiny_run()
     with pytest.warns(RuntimeWarning, match="This process no longer holds the folder"):
-        history = training.fit_resumable(vae, x, run_dir=run_dir, epochs=1, batch_size=8, verbose=0,
-                                         callbacks=[folder.after_training()])  # read-only after the last save
-    assert len(history["loss"]) == 1 and (run_dir / _lock.LOCK_NAME).exists()  # the run itself finished
+        history = training.fit_resumable(vae, x, run_dir=run_dir, epochs=2, batch_size=8, verbose=0,
+                                         callbacks=[tiny.StopAfter(1), folder.after_training()])  # read-only then
+    assert len(history["loss"]) == 1 and (run_dir / _lock.LOCK_NAME).exists()  # the run itself stopped as asked
     assert other_process_tries(run_dir).startswith("REFUSED")
     folder.on = False
     assert len(training.fit_resumable(vae, x, run_dir=run_dir, epochs=2, batch_size=8, verbose=0)["loss"]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import keras
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,18 @@ def load_script(path: str | Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Stops `fit` after `epochs` epochs, as a kill between two epochs would: the run is left unfinished."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.epochs:
+            self.model.stop_training = True
 
 
 # Every builder at its smallest useful size: keyword arguments for each, so tests
