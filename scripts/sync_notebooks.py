@@ -6,11 +6,12 @@ from the repository address in pyproject.toml (`[project.urls] Repository`).
 
 A fork edits `[project.urls]` and runs the first command. Each notebook in `notebooks/`
 gets, as its first cell, a markdown cell with the "Open in Colab" badge, and right
-before its first code cell that imports vaekit, a code cell that installs vaekit from
-the repository where it cannot be imported (a fresh Colab runtime) and does nothing
-elsewhere (a checkout with vaekit installed, CI). Only those two cells (found by their
-ids) and the marked block of the README are written; other cells and their outputs are
-left as they are.
+before its first code cell that imports vaekit, a three-line code cell that `%pip install`s
+vaekit from the repository where it is not installed (a fresh Colab runtime, or a clone
+beside the notebook that was never installed) and does nothing elsewhere (a checkout with
+vaekit installed, CI), with the packages of EXTRA_PACKAGES that the notebook imports.
+Only those two cells (found by their ids) and the marked block of the README are written;
+other cells and their outputs are left as they are.
 """
 
 from __future__ import annotations
@@ -31,19 +32,15 @@ README_START = "<!-- colab-links: written by scripts/sync_notebooks.py from pypr
 README_END = "<!-- /colab-links -->"
 IMPORTS_VAEKIT = re.compile(r"^\s*(import vaekit|from vaekit[ .])", re.MULTILINE)
 
+# Three lines, so that a notebook's code is its lesson. `find_spec` looks vaekit up without importing it: an
+# origin of None is a folder named vaekit with no __init__.py (a clone of the repository beside the notebook),
+# which Python would import as an empty package; importing it here would also leave that empty package in
+# sys.modules for the next cell. `%pip` installs into the kernel's own environment (IPython turns the line into
+# `get_ipython().run_line_magic("pip", ...)`, so nbval and nbclient run the cell as they run any other).
 INSTALL_SOURCE = '''\
-# In Colab, or wherever vaekit is not installed, this installs it; where it is installed (a checkout, CI)
-# it does nothing. For a fork, put its address in VAEKIT; for a clone beside this notebook, VAEKIT = "./vaekit"
-# (a clone alone is not an install: Python sees its folder as an empty package named vaekit).
 import importlib.util
-import subprocess
-import sys
-
-VAEKIT = "vaekit @ git+{url}"
-spec = importlib.util.find_spec("vaekit")
-if spec is None or spec.origin is None:  # missing, or only a folder named vaekit
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", VAEKIT{extra_packages}], check=True)
-    importlib.invalidate_caches()'''
+if getattr(importlib.util.find_spec("vaekit"), "origin", None) is None:  # not installed (Colab), or only a clone's folder
+    %pip install --quiet "vaekit @ git+{url}"{extra_packages}'''
 
 # Packages a notebook imports itself that vaekit does not install, by the module name the notebook imports.
 EXTRA_PACKAGES = {"skimage": "scikit-image>=0.22"}
@@ -53,7 +50,7 @@ def install_source(url: str, code: str = "") -> str:
     """The install cell for a notebook whose code cells read `code`: vaekit, and the extra packages it imports."""
     extras = [package for module, package in EXTRA_PACKAGES.items()
               if re.search(rf"^\s*(import|from) {module}\b", code, re.MULTILINE)]
-    return INSTALL_SOURCE.format(url=url, extra_packages="".join(f', "{package}"' for package in extras))
+    return INSTALL_SOURCE.format(url=url, extra_packages="".join(f' "{package}"' for package in extras))
 
 
 def repository_url(root: Path) -> str:

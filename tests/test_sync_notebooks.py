@@ -29,7 +29,7 @@ def test_notebooks_and_readme_agree_with_pyproject():
 def test_every_notebook_has_one_colab_badge_and_one_install_cell(notebook):
     cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
     badges = [i for i, cell in enumerate(cells) if "colab-badge" in cell.source]
-    installs = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and '"pip", "install"' in cell.source]
+    installs = [i for i, cell in enumerate(cells) if cell.cell_type == "code" and "pip install" in cell.source]
     assert badges == [0], f"{notebook}: Colab badges in cells {badges}"
     assert len(installs) == 1 and cells[installs[0]].id == sync_notebooks.INSTALL_CELL_ID, (
         f"{notebook}: install cells {installs}")
@@ -92,16 +92,43 @@ def test_a_non_github_address_is_refused(fork):
         sync_notebooks.main(["--root", str(fork), "--check"])
 
 
+def as_python(cell_source: str) -> str:
+    """The install cell as the kernel runs it: IPython turns `%pip ...` into `get_ipython().run_line_magic(...)`."""
+    transformer = pytest.importorskip("IPython.core.inputtransformer2").TransformerManager()
+    return transformer.transform_cell(cell_source)
+
+
+def vaekit_pip(*packages: str) -> list:
+    """The one `%pip` call the install cell makes where vaekit is missing: vaekit from FORK, then `packages`."""
+    return [["pip", " ".join(["install", "--quiet", f'"vaekit @ git+{FORK}"', *(f'"{p}"' for p in packages)])]]
+
+
+class Shell:
+    """Stands in for IPython's `get_ipython()`: records the magics a cell runs instead of running them."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run_line_magic(self, name, line):
+        self.calls.append([name, line])
+
+
 def install_cell_calls(monkeypatch, vaekit_found: bool) -> list:
-    """Run the install cell's code with pip replaced by a recorder; return the pip calls."""
-    calls = []
-    monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: calls.append(command))
+    """Run the install cell's code with the kernel's magics recorded, not run; return the magics it ran."""
+    shell = Shell()
     if not vaekit_found:
         real_find_spec = importlib.util.find_spec
         monkeypatch.setattr(importlib.util, "find_spec",
                             lambda name, *args: None if name == "vaekit" else real_find_spec(name, *args))
-    exec(sync_notebooks.install_source(FORK), {})
-    return calls
+    exec(as_python(sync_notebooks.install_source(FORK)), {"get_ipython": lambda: shell})
+    return shell.calls
+
+
+def test_install_cell_is_three_lines_of_the_usual_shape():
+    source = sync_notebooks.install_source(FORK)
+    assert len(source.splitlines()) == 3
+    assert source.splitlines()[-1].strip() == f'%pip install --quiet "vaekit @ git+{FORK}"'
+    compile(as_python(source), "install cell", "exec")  # valid Python once IPython has read the magic
 
 
 def test_install_cell_does_nothing_where_vaekit_is_importable(monkeypatch):
@@ -109,17 +136,19 @@ def test_install_cell_does_nothing_where_vaekit_is_importable(monkeypatch):
 
 
 def test_install_cell_pip_installs_from_the_repository_where_vaekit_is_missing(monkeypatch):
-    calls = install_cell_calls(monkeypatch, vaekit_found=False)
-    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"vaekit @ git+{FORK}"]]
+    assert install_cell_calls(monkeypatch, vaekit_found=False) == vaekit_pip()
 
 
 def install_cell_in_a_fresh_python(cwd, code: str = "") -> list:
-    """The pip calls of the install cell run by a Python without site-packages (no vaekit installed), in `cwd`."""
+    """The magics the install cell runs in a Python without site-packages (no vaekit installed), in `cwd`."""
     script = (
-        "import json, sys, types\n"
+        "import json, sys\n"
         "calls = []\n"
-        "sys.modules['subprocess'] = types.SimpleNamespace(run=lambda command, **kwargs: calls.append(command))\n"
-        f"exec({sync_notebooks.install_source(FORK, code)!r}, {{}})\n"
+        "class Shell:\n"
+        "    def run_line_magic(self, name, line):\n"
+        "        calls.append([name, line])\n"
+        f"exec({as_python(sync_notebooks.install_source(FORK, code))!r}, {{'get_ipython': Shell}})\n"
+        "assert 'vaekit' not in sys.modules  # looked up, not imported: no empty package left for the next cell\n"
         "print(json.dumps(calls))\n")
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # only `cwd` on the path
     completed = subprocess.run([sys.executable, "-S", "-c", script], cwd=cwd, env=environment, capture_output=True,
@@ -133,15 +162,14 @@ def test_install_cell_installs_where_only_a_clone_sits_beside_the_notebook(tmp_p
     # has no __init__.py at its top, so Python would import it as an empty namespace package.
     (tmp_path / "vaekit" / "vaekit").mkdir(parents=True)
     (tmp_path / "vaekit" / "README.md").write_text("a clone")
-    assert install_cell_in_a_fresh_python(tmp_path) == [[sys.executable, "-m", "pip", "install", "--quiet",
-                                                         f"vaekit @ git+{FORK}"]]
+    assert install_cell_in_a_fresh_python(tmp_path) == vaekit_pip()
     # The package itself (a checkout's root on the path) is an install: nothing to do.
     assert install_cell_in_a_fresh_python(ROOT) == []
 
 
 def test_install_cell_adds_the_packages_a_notebook_imports_beyond_vaekit(tmp_path):
     calls = install_cell_in_a_fresh_python(tmp_path, code="import keras\nimport skimage.data\n")
-    assert calls == [[sys.executable, "-m", "pip", "install", "--quiet", f"vaekit @ git+{FORK}", "scikit-image>=0.22"]]
+    assert calls == vaekit_pip("scikit-image>=0.22")
     anomaly = cells_by_id(ROOT / "notebooks" / "07_anomaly_detection.ipynb")["install-vaekit"].source
     assert '"scikit-image>=0.22"' in anomaly
     assert "scikit-image" not in cells_by_id(ROOT / "notebooks" / "03_conv_vae.ipynb")["install-vaekit"].source
