@@ -20,9 +20,9 @@ import keras
 import numpy as np
 import pytest
 
+import tiny
 import vaekit
 from tiny import ROOT
-import tiny
 from vaekit import _lock, training
 
 EPOCHS = 3

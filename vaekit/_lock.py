@@ -115,10 +115,8 @@ class RunLock:
     def release(self) -> None:
         """Remove the lock file if it is still this holder's; safe to call twice.
 
-        The hold ends in this process's memory first, whatever happens to the file: where it
-        cannot be removed (a read-only folder), a warning says so, and the next call in this
-        process takes the folder over once it can be written again. Another process finds it
-        held until this one ends, and then stale.
+        The hold ends in this process's memory first, whatever happens to the file (a file that
+        cannot be removed gets a warning; see the module's notes for what happens next).
         """
         if not self.held:
             return
@@ -217,7 +215,7 @@ def _is_stale(holder: dict, path: Path) -> bool:
         # A pid reused by a process that started after the lock was written is not the holder
         # (after a reboot, or in a container whose processes get the same small pids each time).
         return started > float(holder.get("started", 0.0)) + 1.0
-    return pid != os.getpid() and not _pid_running(pid)
+    return not _pid_running(pid)
 
 
 def _pid_running(pid: int) -> bool:

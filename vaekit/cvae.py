@@ -81,6 +81,10 @@ class ConditionalVAE(VAE):
                             "or `generate(model, labels, z)` for every label with every code.")
         return super().decode([ops.convert_to_tensor(z, dtype=self.compute_dtype), self.one_hot(labels)])
 
+    def data_shape(self):
+        """The shape of one image, the encoder's first input (None where a subclassed encoder has not told it)."""
+        return tuple(self.encoder.input_shape[0][1:]) if is_functional(self.encoder) else None
+
     def check_data(self, x, validation_data=None):
         """Check `(images, labels)` as `fit` does; returns (x, validation_data). A dataset passes unchecked."""
         x = self._checked_inputs("x", x)
@@ -93,8 +97,7 @@ class ConditionalVAE(VAE):
             return inputs  # a dataset or generator: Keras reads it batch by batch
         names, (images, labels) = image_label_pair(
             name, inputs, fix="`fit(x=(images, labels), validation_data=((val_images, val_labels),))`.")
-        shape = tuple(self.encoder.input_shape[0][1:]) if is_functional(self.encoder) else None
-        images = check_batches(names[0], images, PIXEL_RANGE, shape)
+        images = check_batches(names[0], images, PIXEL_RANGE, self.data_shape())
         labels = check_labels(names[1], labels, self.num_classes, length=len(images))
         # A tuple, never a list: Keras would read [images, labels] as x=images, y=labels.
         return {"images": images, "labels": labels} if isinstance(inputs, dict) else (images, labels)

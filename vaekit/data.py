@@ -16,8 +16,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from vaekit.vae import check_images, check_labels, check_positive_int, check_seed
 
+from vaekit._checks import check_file_path, check_optional_count, check_switch
+from vaekit.vae import check_images, check_labels, check_positive_int, check_seed
 
 DATA_DIR_VARIABLE = "VAEKIT_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")
@@ -138,8 +139,7 @@ class DynamicBinarization(keras.utils.PyDataset):
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzipped) as a uint8 numpy array."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {path!r} ({type(path).__name__}).")
+    check_file_path("path", path)
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -170,11 +170,9 @@ def _check_options(data_dir, limit, test_limit, binarize_images, seed):
         if not str(os.fspath(data_dir)).strip():
             raise ValueError(f"`data_dir` must name a folder, got {data_dir!r}; leave it out (None) to use "
                              f"${DATA_DIR_VARIABLE}.")
-    limit = None if limit is None else check_positive_int("limit", limit)
-    test_limit = None if test_limit is None else check_positive_int("test_limit", test_limit)
-    if not isinstance(binarize_images, (bool, np.bool_)):
-        raise TypeError(f"`binarize` must be True or False, got {binarize_images!r}.")
-    return limit, test_limit, bool(binarize_images), check_seed("seed", seed)
+    limit = check_optional_count("limit", limit)
+    test_limit = check_optional_count("test_limit", test_limit)
+    return limit, test_limit, check_switch("binarize", binarize_images), check_seed("seed", seed)
 
 
 def _candidates(data_dir, name: str) -> list[Path]:
@@ -212,8 +210,6 @@ def _not_found_message(name: str, looked: list[Path], download: bool) -> str:
 
 
 def _keras_download(name: str, looked: list[Path]):
-    import keras
-
     try:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as error:  # no network, blocked host, bad cache: all mean "not found"

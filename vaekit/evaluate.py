@@ -22,9 +22,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from vaekit._checks import check_switch
 from vaekit.cvae import ConditionalVAE, image_label_pair
 from vaekit.vae import (LOG_VAR_MAX, LOG_VAR_MIN, PIXEL_RANGE, VAE, Sampling, check_images, check_labels,
-                        check_non_negative, check_positive_int, check_seed, is_functional, kl_divergence, log_normal_diag)
+                        check_non_negative, check_positive_int, check_seed, kl_divergence, log_normal_diag)
 
 
 def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> bool:
@@ -57,8 +58,7 @@ def _vae_images(vae, x) -> np.ndarray:
     if isinstance(vae, ConditionalVAE):
         raise TypeError("`vae` is a ConditionalVAE: only `elbo` and `elbo_terms` evaluate one, "
                         "given `x=(images, labels)`.")
-    shape = tuple(vae.encoder.input_shape[1:]) if is_functional(vae.encoder) else None
-    return check_images("x", x, value_range=PIXEL_RANGE, shape=shape)
+    return check_images("x", x, value_range=PIXEL_RANGE, shape=vae.data_shape())
 
 
 def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +66,7 @@ def _conditional_inputs(vae: ConditionalVAE, x) -> tuple[np.ndarray, np.ndarray]
     names, (images, labels) = image_label_pair(
         "x", x, fix="its ELBO is that of log p(x | y), so it needs each image's label, "
                     "e.g. `evaluate.elbo(model, (x_test, y_test))`.")
-    shape = tuple(vae.encoder.input_shape[0][1:]) if is_functional(vae.encoder) else None
-    images = check_images(names[0], images, value_range=PIXEL_RANGE, shape=shape)
+    images = check_images(names[0], images, value_range=PIXEL_RANGE, shape=vae.data_shape())
     return images, check_labels(names[1], labels, vae.num_classes, length=len(images))
 
 
@@ -82,10 +81,8 @@ def elbo_terms(vae: VAE, x, batch_size: int = 500, seed: int | None = None) -> d
     z ~ q(z|x, y), and KL(q(z|x, y) || N(0, I)).
 
     One posterior sample per image, as in training. Returns arrays of length n. The
-    reconstruction term is -log p(x|z) in nats for the continuous Bernoulli and the
-    Gaussian (with the VAE's learned variance), and for "bce" on binary `x`. For "bce"
-    on grey-level `x` it is not a log-likelihood (BCE is not a normalised density on
-    [0, 1]), nor is "mse"; a warning says so.
+    reconstruction term is -log p(x|z) in nats of a density except for "bce" on grey-level
+    `x` and for "mse" (see the module's notes and `warn_if_not_a_likelihood`).
 
     With `seed=None` the sample comes from the VAE's own sampling layer, whose random
     state moves on with every call (and with training), so two calls differ slightly.
@@ -149,7 +146,6 @@ def active_units(vae: VAE, x, threshold: float = 0.01, batch_size: int = 500) ->
     which is why a larger `latent_dim` can leave the ELBO where it was.
     """
     threshold = check_non_negative("threshold", threshold)
-    batch_size = check_positive_int("batch_size", batch_size)
     # float64: under mixed precision the encoder gives bfloat16 or float16 arrays, too coarse for a variance.
     z_mean = latent_means(vae, x, batch_size).astype(np.float64)
     return int(np.sum(np.var(z_mean, axis=0) > threshold))
@@ -196,11 +192,8 @@ def iwae_nll_terms(vae: VAE, x, k: int = 5000, batch_size: int = 100, chunk_size
     pairs, which bounds memory; lower `chunk_size` if memory runs out. Each call is
     compiled once (Keras' `predict_on_batch`) and runs at one fixed shape.
 
-    Works for every reconstruction kind; the result is -log p(x) in nats of a density
-    for "continuous_bernoulli", "gaussian" (with the VAE's learned variance) and "bce"
-    on binary `x` (see `vaekit.data.binarize`). For "bce" on grey-level pixels (BCE is
-    not a normalised density there; Loaiza-Ganem & Cunningham 2019) and for "mse" (no
-    normalising constant) it is not, and a warning says so.
+    Works for every reconstruction kind; the result is -log p(x) in nats of a density where
+    `elbo_terms`' is (for "bce", binarise the images: `vaekit.data.binarize`); elsewhere a warning says so.
     The estimate is an upper bound on -log p(x) in expectation and never above the
     negative ELBO on average; `seed` makes the draws reproducible.
     """
@@ -292,11 +285,8 @@ def roc_curve(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
     from the highest down, so tied scores move the curve diagonally. Returns (fpr, tpr),
     both starting at 0 and ending at 1. NumPy only.
     """
-    scores = check_scores("scores", scores)
-    is_anomaly = check_binary_labels("is_anomaly", is_anomaly, len(scores))
+    scores, is_anomaly = _roc_inputs(scores, is_anomaly)
     positives, negatives = int(is_anomaly.sum()), int((~is_anomaly).sum())
-    if positives == 0 or negatives == 0:
-        raise ValueError("ROC needs at least one anomaly and one normal example.")
     order = np.argsort(-scores, kind="mergesort")
     scores, is_anomaly = scores[order], is_anomaly[order]
     # The last index of each run of equal scores: a threshold admits a tie all at once.
@@ -338,11 +328,8 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
     from scipy.stats import rankdata
 
     resamples, seed = check_positive_int("resamples", resamples), check_seed("seed", seed)
-    if not isinstance(stratify, (bool, np.bool_)):
-        raise TypeError(f"`stratify` must be True or False, got {stratify!r}.")
-    roc_curve(scores, is_anomaly)  # the same checks, the same errors
-    scores = check_scores("scores", scores)
-    is_anomaly = check_binary_labels("is_anomaly", is_anomaly, len(scores))
+    stratify = check_switch("stratify", stratify)
+    scores, is_anomaly = _roc_inputs(scores, is_anomaly)  # the checks of `roc_curve`, the same errors
     anomalous, normal = scores[is_anomaly], scores[~is_anomaly]
     rng = np.random.default_rng(seed)
     aucs = np.empty(resamples)
@@ -365,6 +352,15 @@ def bootstrap_roc_auc(scores, is_anomaly, resamples: int = 2000, seed: int = 0,
 
 
 # --- checks of the anomaly scores and their labels ---------------------------------------
+
+def _roc_inputs(scores, is_anomaly) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, is_anomaly) checked for a ROC curve: one finite score and one 0/1 label per example, both classes."""
+    scores = check_scores("scores", scores)
+    is_anomaly = check_binary_labels("is_anomaly", is_anomaly, len(scores))
+    if is_anomaly.all() or not is_anomaly.any():
+        raise ValueError("ROC needs at least one anomaly and one normal example.")
+    return scores, is_anomaly
+
 
 def _one_per_item(name: str, values: np.ndarray, what: str = "", fix: str = "") -> np.ndarray:
     """`values` of shape (n,) or (n, 1) as (n,); any other shape refused (`what` and `fix` extend the message)."""

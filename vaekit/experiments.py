@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vaekit import _io
+from vaekit._checks import check_name, check_output_path
 from vaekit.vae import check_positive_int, check_seed
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
@@ -125,12 +126,9 @@ def _is_vaekit_checkout(folder: Path) -> bool:
 
 
 def output_dir(kind: str = "figures") -> Path:
-    """Where a run writes `kind` ("figures", "predictions", "models").
+    """Where a run writes `kind` ("figures", "predictions", "models"): `project_root() / kind`, created if missing.
 
-    `project_root() / kind`: for a full run the checkout's (or the notebook's own folder's)
-    `figures/` and `predictions/`; for a quick or shortened run, its own folder's
-    (`run_output_folder`), so that neither the tests nor a shortened run overwrite the
-    committed results of full runs.
+    `project_root` says where that is for a full run and for a quick or shortened one.
     """
     kind = check_name("kind", kind, example="figures")
     path = project_root() / kind
@@ -234,35 +232,6 @@ def _run_lines() -> list[str]:
         lines.append(f"that folder holds an earlier run's {listed}: finished runs there are loaded, not retrained, "
                      "and saved models are reused; choose an empty folder to start afresh")
     return lines
-
-
-def check_output_path(name: str, path, optional: bool = False, example: str = "name.png") -> Path | None:
-    """A file to write, as a `Path`: a non-empty str or os.PathLike that is not an existing folder.
-
-    None passes where `optional` (nothing is saved). Every function of vaekit that writes a file
-    checks its path with this at its start, before it computes or draws anything.
-    """
-    if path is None and optional:
-        return None
-    allowed = "a file path (str or pathlib.Path)" + (", or None to save nothing" if optional else "")
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`{name}` must be {allowed}, got {path!r} ({type(path).__name__}).")
-    if not str(os.fspath(path)).strip():
-        raise ValueError(f"`{name}` must name a file, got {path!r}; pass e.g. {example!r}.")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"`{name}` {_io.shown(path)} is an existing folder; pass a file in it, e.g. "
-                         f"{_io.shown(path / example)}.")
-    return path
-
-
-def check_name(name: str, value, example: str) -> str:
-    """A folder or file name without a folder part: a non-empty str, no slashes, not "." or ".."."""
-    if not isinstance(value, str):
-        raise TypeError(f"`{name}` must be a name (str) such as {example!r}, got {value!r} ({type(value).__name__}).")
-    if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
-        raise ValueError(f"`{name}` must be a non-empty name without slashes, such as {example!r}, got {value!r}.")
-    return value
 
 
 def save_table(frame: pd.DataFrame, path: str | os.PathLike, floatfmt: str = ".4g") -> pd.DataFrame:

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from vaekit import cvae, experiments, plots
+from vaekit._checks import check_output_path, check_positive_number, check_switch, check_values
 from vaekit.vae import check_positive_int
 
 DEFAULT_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
@@ -41,16 +42,13 @@ def explore_latent(model, max_sliders: int = 8, extent: float = 3.0, static: boo
     A `vaekit.ConditionalVAE` needs `label`, the class every code is decoded as
     (`explore_latent(model, label=7)`: sliders over the codes of 7s); other models take none.
     """
-    static = plots.check_switch("static", static)
+    static = check_switch("static", static)
     if isinstance(model, cvae.ConditionalVAE):
         model = LabelledDecoder(model, label)
     elif label is not None:
         raise ValueError(f"`label` is for a ConditionalVAE, whose decoder takes a class; `model` is a "
                          f"{type(model).__name__}: leave `label` out (got {label!r}).")
-    max_sliders = check_positive_int("max_sliders", max_sliders)
-    extent = plots.check_positive_number("extent", extent)
-    values = tuple(float(v) for v in plots.check_values("values", values))
-    experiments.check_output_path("path", path, optional=True)
+    max_sliders, extent, values = _check_figure_arguments(max_sliders, extent, values, path)
     size = plots.latent_dim(model)  # refuses anything that is not a VAE or a decoder
     reason = "static=True" if static else widget_frontend()[1]
     if reason is None:
@@ -84,10 +82,7 @@ def widget_frontend() -> tuple[bool, str | None]:
 
 def static_figure(model, max_sliders: int = 8, extent: float = 3.0, values=DEFAULT_VALUES, path=None):
     """The fallback of `explore_latent`: the decoded grid (2-D codes) or a traversal from z = 0."""
-    max_sliders = check_positive_int("max_sliders", max_sliders)
-    extent = plots.check_positive_number("extent", extent)
-    values = tuple(float(v) for v in plots.check_values("values", values))
-    experiments.check_output_path("path", path, optional=True)
+    max_sliders, extent, values = _check_figure_arguments(max_sliders, extent, values, path)
     size = plots.latent_dim(model)
     if size == 2:
         return plots.plot_latent_grid(model, n=15, extent=extent, path=path)
@@ -95,6 +90,15 @@ def static_figure(model, max_sliders: int = 8, extent: float = 3.0, values=DEFAU
     rows = plots.latent_traversal(model, np.zeros(size, dtype=np.float32), dims, values)
     title = f"z[d] swept over {', '.join(f'{v:g}' for v in values)}, the other dimensions at 0"
     return plots.show_images(list(rows), [f"z[{d}]" for d in dims], title=title, path=path)
+
+
+def _check_figure_arguments(max_sliders, extent, values, path) -> tuple[int, float, tuple[float, ...]]:
+    """The arguments `explore_latent` and `static_figure` share, checked in one order: (max_sliders, extent, values)."""
+    max_sliders = check_positive_int("max_sliders", max_sliders)
+    extent = check_positive_number("extent", extent)
+    values = tuple(float(v) for v in check_values("values", values))
+    check_output_path("path", path, optional=True)
+    return max_sliders, extent, values
 
 
 class LabelledDecoder:
@@ -133,7 +137,7 @@ class LatentExplorer:
 
     def __init__(self, model, max_sliders: int = 8, extent: float = 3.0, step: float = 0.05, zoom: int = 6):
         max_sliders = check_positive_int("max_sliders", max_sliders)
-        extent, step = plots.check_positive_number("extent", extent), plots.check_positive_number("step", step)
+        extent, step = check_positive_number("extent", extent), check_positive_number("step", step)
         if step > 2 * extent:
             raise ValueError(f"`step` must be at most the sliders' span 2 * extent = {2 * extent:g}, got {step:g}.")
         zoom = check_positive_int("zoom", zoom)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from vaekit import _io
-from vaekit.experiments import check_output_path
+from vaekit._checks import check_file_path, check_output_path
 from vaekit.vae import check_images, check_positive_int
 
 
@@ -104,8 +104,7 @@ def _format_rows(row_ids: np.ndarray, values: np.ndarray, decimals: int) -> byte
 
 def read_prediction_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a `prediction.csv` back as (originals, reconstructions), each (n, num_pixels) float32."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {path!r} ({type(path).__name__}).")
+    check_file_path("path", path)
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:

@@ -5,27 +5,29 @@ Every function returns its `Figure` and, given `path`, also saves it as a PNG
 images in [-1, 1] are shown by passing `value_range=(-1, 1)`.
 
 Every function checks its arguments before it decodes or draws anything (sizes, extents,
-value ranges, paths...; the checks are at the bottom of the file): a wrong one raises a
+value ranges, paths...; the checks are in `vaekit._checks`): a wrong one raises a
 TypeError or ValueError naming it, what was given and what is allowed.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import keras
 import matplotlib
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
 from vaekit import _io, evaluate
-from vaekit.experiments import check_output_path
-from vaekit.vae import VAE, check_images, check_labels, check_positive_int, check_seed
+from vaekit._checks import (check_batch_list, check_code_array, check_codes, check_dims, check_encode, check_encoded,
+                            check_figure, check_fraction, check_grid_size, check_history, check_image_pair,
+                            check_images_to_draw, check_names, check_one_code, check_optional_count,
+                            check_output_path, check_panels, check_positive_number, check_recorded, check_roc_panels,
+                            check_size, check_switch, check_value_range, check_values, float32_array)
+from vaekit.vae import VAE, check_labels, check_positive_int, check_seed
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,
@@ -36,7 +38,7 @@ def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: 
     value_range = check_value_range("value_range", value_range)
     scale = check_positive_number("scale", scale)
     check_output_path("path", path, optional=True)
-    rows = [_as_images(r) for r in rows]
+    rows = [check_images_to_draw(r) for r in rows]
     n = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(scale * n, scale * len(rows) + (0.4 if title else 0)),
                              squeeze=False)
@@ -50,10 +52,7 @@ def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: 
                 _imshow(ax, row[j], cmap, value_range)
         if row_titles:
             axes[i, 0].set_ylabel(row_titles[i], rotation=0, ha="right", va="center", fontsize=10)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_reconstructions(originals, reconstructions, n: int = 10, title: str | None = None,
@@ -73,16 +72,14 @@ def plot_image_grid(images, ncols: int | None = None, title: str | None = None, 
     value_range = check_value_range("value_range", value_range)
     scale = check_positive_number("scale", scale)
     check_output_path("path", path, optional=True)
-    images = _as_images(images)
-    ncols = ncols or math.ceil(math.sqrt(len(images)))
-    nrows = math.ceil(len(images) / ncols)
+    images = check_images_to_draw(images)
     canvas = _tile(images, ncols, value_range[0])
+    nrows, ncols = canvas.shape[0] // images.shape[1], canvas.shape[1] // images.shape[2]
     fig, ax = plt.subplots(figsize=(scale * ncols, scale * nrows + (0.4 if title else 0)))
     _imshow(ax, canvas, cmap, value_range)
     ax.axis("off")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -93,9 +90,9 @@ def plot_history(history, keys: Sequence[str] | None = None, title: str | None =
     A dot marks each epoch up to 100 epochs; longer runs are drawn as lines. `logx`
     spreads the first epochs of a long run over the axis (epoch 1 to 10 as wide as 100 to 1,000).
     """
-    logs = _history_logs("history", history)
+    logs = check_history("history", history)
     keys = check_names("keys", keys, optional=True) or [k for k in logs if not k.startswith("val_")]
-    _check_recorded("keys", keys, [logs])
+    check_recorded("keys", keys, [logs])
     logy, logx = check_switch("logy", logy), check_switch("logx", logx)
     check_output_path("path", path, optional=True)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
@@ -115,9 +112,7 @@ def project_2d(z) -> tuple[np.ndarray, tuple[str, str]]:
     The PCA labels say how much of the codes' variance each component carries, e.g.
     "PC 1 (34 % of the variance)".
     """
-    z = np.asarray(z, dtype=np.float64)
-    if z.ndim != 2 or z.shape[1] < 2:
-        raise ValueError(f"`z` must have shape (n, d) with d >= 2, got {z.shape}.")
+    z = check_code_array("z", z)
     if z.shape[1] == 2:
         return z, ("z[0]", "z[1]")
     centred = z - z.mean(axis=0)
@@ -145,7 +140,6 @@ def plot_latent_scatter(z, labels=None, title: str | None = None, class_names=No
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
     ax.set_title(title or ("latent means" if z.shape[1] == 2 else "latent means, first two principal components"))
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -158,11 +152,7 @@ def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: 
     every panel spans the same range, so a wide code space looks wider than a narrow one;
     `same_scale=False` fits each panel to its own codes. Unused grid cells stay blank.
     """
-    panels = check_panels("panels", panels, "(z, labels) or (z, labels, class_names)")
-    for panel_title, panel in panels.items():
-        if not isinstance(panel, (tuple, list)) or len(panel) not in (2, 3):
-            raise ValueError(f"`panels[{panel_title!r}]` must be (z, labels) or (z, labels, class_names), "
-                             f"got {_describe(panel)}.")
+    panels = check_panels("panels", panels, "(z, labels) or (z, labels, class_names)", lengths=(2, 3))
     ncols = check_positive_int("ncols", ncols)
     panel_size = check_size("panel_size", panel_size)
     same_scale = check_switch("same_scale", same_scale)
@@ -179,9 +169,7 @@ def plot_latent_panels(panels: Mapping[str, tuple], ncols: int = 4, panel_size: 
         edge = max(max(abs(limit) for limit in (*ax.get_xlim(), *ax.get_ylim())) for ax in drawn)
         for ax in drawn:
             ax.set(xlim=(-edge, edge), ylim=(-edge, edge))
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, title, tight=False)
 
 
 def latent_grid(n: int = 15, extent: float = 3.0) -> np.ndarray:
@@ -202,10 +190,10 @@ def decode(model, z, batch_size: int = 256) -> np.ndarray:
     batch_size = check_positive_int("batch_size", batch_size)
     z = check_codes("z", model, z)
     if isinstance(model, VAE):
-        return np.concatenate([_float32(model.decode(z[start:start + batch_size]))
+        return np.concatenate([float32_array(model.decode(z[start:start + batch_size]))
                                for start in range(0, len(z), batch_size)])
     if hasattr(model, "predict") and hasattr(model, "input_shape"):  # a decoder, or anything that decodes like one
-        return _float32(model.predict(z, batch_size=batch_size, verbose=0))
+        return float32_array(model.predict(z, batch_size=batch_size, verbose=0))
     raise TypeError(f"`model` must be a vaekit.VAE or its decoder (a keras.Model), got {type(model).__name__}.")
 
 
@@ -233,11 +221,8 @@ def plot_latent_grid(model, n: int = 15, extent: float = 3.0, codes=None, mass: 
     check_output_path("path", path, optional=True)
     if latent_dim(model) != 2:
         raise ValueError(f"plot_latent_grid needs a 2-D latent space, the model's has {latent_dim(model)} dimensions.")
-    if codes is not None:
-        codes = np.asarray(codes, dtype=np.float64)
-        if codes.ndim != 2 or codes.shape[1] != 2:
-            raise ValueError(f"`codes` must have shape (m, 2), got {codes.shape}.")
-    images = _as_images(decode(model, latent_grid(n, extent), batch_size=max(256, n * n)))
+    codes = None if codes is None else check_code_array("codes", codes, width=2)
+    images = check_images_to_draw(decode(model, latent_grid(n, extent), batch_size=max(256, n * n)))
     half_cell = extent / (n - 1)
     edge = extent + half_cell  # each image is centred on its z, so the canvas reaches half a cell further
     fig, ax = plt.subplots(figsize=(0.55 * n + 1.2, 0.55 * n + 1.0))
@@ -254,7 +239,6 @@ def plot_latent_grid(model, n: int = 15, extent: float = 3.0, codes=None, mass: 
         ax.plot([], [], color="tab:orange", linewidth=2, label=f"{mass:.0%} of the codes")
         ax.legend(loc="upper right", framealpha=0.85)
     ax.set_title(title or f"decoded grid over [-{extent:g}, {extent:g}]²")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -295,22 +279,9 @@ def interpolate(encode, model, x_start, x_end, steps: int = 10) -> np.ndarray:
     `encode` maps a batch of images to codes (for a VAE, the latent means); `model`
     is a `vaekit.VAE` or a decoder (see `decode`).
     """
-    if not callable(encode):
-        raise TypeError(f"`encode` must be a function from a batch of images to their codes, e.g. "
-                        f"`lambda x: vae.encoder(x)[0]` (the means), got {type(encode).__name__}.")
+    check_encode("encode", encode)
     steps = check_grid_size("steps", steps, what="the two ends and the points between them")
-    if np.shape(x_start) != np.shape(x_end):
-        raise ValueError(f"`x_start` and `x_end` must be two images of one shape, got {np.shape(x_start)} "
-                         f"and {np.shape(x_end)}.")
-    pair = check_images("x_start, x_end", np.stack([np.asarray(x_start), np.asarray(x_end)]), value_range=None)
-    codes = encode(pair)
-    if isinstance(codes, (list, tuple, dict)):
-        raise TypeError(f"`encode` returned {len(codes)} outputs, not one batch of codes: an encoder gives "
-                        "(z_mean, z_log_var, z); pass `lambda x: vae.encoder(x)[0]`, the means.")
-    codes = _float32(codes)
-    if codes.ndim < 2 or len(codes) != 2:
-        raise ValueError(f"`encode` must return one code per image, an array (2, d) for the two images; "
-                         f"it returned shape {codes.shape}.")
+    codes = check_encoded(encode(check_image_pair(x_start, x_end)))
     weights = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     flat = codes.reshape(2, -1)
     path = ((1 - weights) * flat[0] + weights * flat[1]).reshape((steps,) + codes.shape[1:])
@@ -326,48 +297,14 @@ def latent_traversal(model, z, dims: Sequence[int], values=(-3.0, -2.0, -1.0, 0.
     """
     z = np.asarray(z, dtype=np.float32).reshape(-1)
     size = latent_dim(model)
-    if z.shape != (size,):
-        raise ValueError(f"`z` must be one code of length {size} (the decoder's input), got shape {np.shape(z)}.")
-    if isinstance(dims, numbers.Integral) and not isinstance(dims, bool):
-        dims = [dims]
-    if not isinstance(dims, (list, tuple, range, np.ndarray)) or not all(
-            isinstance(d, numbers.Integral) and not isinstance(d, bool) for d in dims):
-        raise TypeError(f"`dims` must be latent dimensions (integers in 0..{size - 1}), e.g. [0, 1], got {dims!r}.")
-    dims = [int(d) for d in dims]
-    if not dims or any(not 0 <= d < size for d in dims):
-        raise ValueError(f"`dims` must be latent dimensions in 0..{size - 1}, got {dims}.")
+    check_one_code("z", z, size)
+    dims = check_dims("dims", dims, size)
     values = check_values("values", values)
     codes = np.repeat(z[None, None, :], len(dims), axis=0).repeat(len(values), axis=1)
     for row, d in enumerate(dims):
         codes[row, :, d] = values
     images = decode(model, codes.reshape(-1, size), batch_size=max(256, codes.shape[0] * codes.shape[1]))
     return np.asarray(images).reshape(len(dims), len(values), *np.shape(images)[1:])
-
-
-def _float32(values) -> np.ndarray:
-    """A NumPy float32 array of `values` (an array or backend tensor).
-
-    Under a mixed-precision policy decoders give float16 or bfloat16: `ops.convert_to_numpy`
-    reads a PyTorch bfloat16 tensor (NumPy cannot), and float32 is what matplotlib accepts.
-    """
-    return np.asarray(keras.ops.convert_to_numpy(values), dtype=np.float32)
-
-
-def _as_images(images) -> np.ndarray:
-    if getattr(images, "dtype", None) == bool:  # masks and binarised images draw as 0 and 1
-        images = np.asarray(images, dtype=np.float32)
-    # Numeric, non-empty and finite (a NaN pixel would be drawn as a blank, not reported).
-    images = _float32(check_images("images", images, value_range=None))
-    if images.ndim == 2:  # flat vectors: square grayscale images
-        side = math.isqrt(images.shape[1])
-        if side * side != images.shape[1]:
-            raise ValueError(f"Flat images of length {images.shape[1]} are not square; reshape them first.")
-        images = images.reshape(-1, side, side)
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim not in (3, 4):
-        raise ValueError(f"Expected a batch of images (n, h, w[, c]), got shape {images.shape}.")
-    return images
 
 
 def _imshow(ax, image, cmap, value_range):
@@ -384,8 +321,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     The figure is written under a temporary name and then renamed, so an interrupted
     run never leaves a half-written image in place of the previous one.
     """
-    if not hasattr(fig, "savefig"):
-        raise TypeError(f"`fig` must be a matplotlib Figure (what vaekit's plots return), got {type(fig).__name__}.")
+    check_figure("fig", fig)
     path = check_output_path("path", path)
     dpi = check_positive_number("dpi", dpi)
     if not path.suffix:  # as savefig itself does: "name" is saved as "name.png"
@@ -396,7 +332,12 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     return path
 
 
-def _save(fig, path):
+def _save(fig, path, title: str | None = None, tight: bool = True):
+    """A plot's last step: the figure's `title` if given, its layout tightened, saved to `path` if given."""
+    if title:
+        fig.suptitle(title)
+    if tight:
+        fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -415,7 +356,7 @@ def plot_image_panels(panels: Mapping[str, object], ncols: int | None = None, pa
     value_range = check_value_range("value_range", value_range)
     panel_size = check_positive_number("panel_size", panel_size)
     check_output_path("path", path, optional=True)
-    canvases = {name: _tile(_as_images(images), ncols, value_range[0]) for name, images in panels.items()}
+    canvases = {name: _tile(check_images_to_draw(images), ncols, value_range[0]) for name, images in panels.items()}
     columns = min(panels_per_row, len(canvases))
     rows = math.ceil(len(canvases) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(panel_size * columns, (panel_size + 0.35) * rows + (0.4 if title else 0)),
@@ -425,10 +366,7 @@ def plot_image_panels(panels: Mapping[str, object], ncols: int | None = None, pa
     for ax, (name, canvas) in zip(axes.ravel(), canvases.items()):
         _imshow(ax, canvas, cmap, value_range)
         ax.set_title(name, fontsize=10)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss",), titles: Sequence[str] | None = None,
@@ -439,9 +377,9 @@ def plot_histories(histories: Mapping[str, object], keys: Sequence[str] = ("loss
     without a metric (say, an autoencoder has no KL) is left out of that panel.
     """
     histories = check_panels("histories", histories, "a History or a dict of per-epoch values")
-    every_logs = {name: _history_logs(f"histories[{name!r}]", history) for name, history in histories.items()}
+    every_logs = {name: check_history(f"histories[{name!r}]", history) for name, history in histories.items()}
     keys = check_names("keys", keys)
-    _check_recorded("keys", keys, list(every_logs.values()))
+    check_recorded("keys", keys, list(every_logs.values()))
     titles = check_names("titles", titles, length=len(keys), optional=True)
     logy = check_switch("logy", logy)
     check_output_path("path", path, optional=True)
@@ -474,10 +412,7 @@ def _finish_curves(fig, axes, titles, ylabel, logy, title, path, logx=False):
         if logy:
             ax.set_yscale("log")
         ax.grid(True, linestyle="--", alpha=0.5)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def _tile(images: np.ndarray, ncols: int | None, fill: float) -> np.ndarray:
@@ -499,12 +434,7 @@ def plot_roc(panels: Mapping[str, Mapping[str, tuple]], panel_size: tuple[float,
     `panels` maps a panel title (the split) to `{model name: (scores, is_anomaly)}`;
     higher scores mean more anomalous (see `evaluate.roc_curve`).
     """
-    panels = check_panels("panels", panels, "{model name: (scores, is_anomaly)}")
-    for panel_title, curves in panels.items():
-        check_panels(f"panels[{panel_title!r}]", curves, "(scores, is_anomaly)")
-        for name, curve in curves.items():
-            if not isinstance(curve, (tuple, list)) or len(curve) != 2:
-                raise ValueError(f"`panels[{panel_title!r}][{name!r}]` must be (scores, is_anomaly), got {_describe(curve)}.")
+    panels = check_roc_panels("panels", panels)
     panel_size = check_size("panel_size", panel_size)
     check_output_path("path", path, optional=True)
     fig, axes = plt.subplots(1, len(panels), figsize=(panel_size[0] * len(panels), panel_size[1]), squeeze=False)
@@ -517,160 +447,4 @@ def plot_roc(panels: Mapping[str, Mapping[str, tuple]], panel_size: tuple[float,
                ylabel="true-positive rate (anomaly flagged)")
         ax.grid(True, linestyle="--", alpha=0.5)
         ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
     return _save(fig, path)
-
-
-# --- The checks of the plots' arguments ------------------------------------------------------------
-# Each names the argument, what it got and what it takes, and runs before anything is drawn or saved;
-# the counts, batch sizes and seeds use vaekit.vae's `check_positive_int` and `check_seed`.
-
-def check_positive_number(name: str, value) -> float:
-    """`value` as a float, or raise if it is not a finite number > 0 (a size, an extent, a step)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a finite number > 0, got {value!r} ({type(value).__name__}).")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
-    return float(value)
-
-
-def check_fraction(name: str, value) -> float:
-    """`value` as a float, or raise if it is not a number strictly between 0 and 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number strictly between 0 and 1, got {value!r} ({type(value).__name__}).")
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"`{name}` must lie strictly between 0 and 1, got {value!r}.")
-    return float(value)
-
-
-def check_switch(name: str, value) -> bool:
-    """`value` if it is True or False (a string such as "no" would count as True)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
-    return bool(value)
-
-
-def check_optional_count(name: str, value) -> int | None:
-    """None (the default layout), or a positive integer."""
-    return None if value is None else check_positive_int(name, value)
-
-
-def check_grid_size(name: str, value, what: str = "an n x n grid from -extent to +extent") -> int:
-    """An integer >= 2: a grid or path with both of its ends."""
-    value = check_positive_int(name, value)
-    if value < 2:
-        raise ValueError(f"`{name}` must be an integer >= 2 ({what}), got {value}.")
-    return value
-
-
-def check_size(name: str, value) -> tuple[float, float]:
-    """A (width, height) pair of finite numbers > 0, in inches."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"`{name}` must be (width, height) in inches, two numbers > 0, got {value!r}.")
-    return check_positive_number(f"{name}[0]", value[0]), check_positive_number(f"{name}[1]", value[1])
-
-
-def check_value_range(name: str, value) -> tuple[float, float]:
-    """(low, high): the pixel values drawn black and white, finite, low < high."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
-        raise TypeError(f"`{name}` must be a pair (low, high) of numbers, e.g. (0, 1) or (-1, 1), got {value!r}.")
-    low, high = float(value[0]), float(value[1])
-    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-        raise ValueError(f"`{name}` must be (low, high) with finite low < high, e.g. (0, 1) or (-1, 1), got {value!r}.")
-    return low, high
-
-
-def check_values(name: str, values) -> np.ndarray:
-    """A non-empty 1-D sequence of finite numbers, as float32."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = None
-    if array is None or isinstance(values, (str, bytes)) or array.ndim != 1:
-        raise TypeError(f"`{name}` must be a sequence of numbers, e.g. (-2, 0, 2), got {values!r}.")
-    if array.size == 0 or not np.all(np.isfinite(array)):
-        raise ValueError(f"`{name}` must hold one or more finite numbers, got {values!r}.")
-    return array.astype(np.float32)
-
-
-def check_names(name: str, value, length: int | None = None, optional: bool = False) -> list[str] | None:
-    """A list of strings (metric names, titles); `length` of them if given; None passes where `optional`."""
-    if value is None and optional:
-        return None
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        one = f"; for one, pass [{value!r}]" if isinstance(value, str) else ""
-        raise TypeError(f"`{name}` must be a list of strings{one}, got {value!r}.")
-    if not value:
-        raise ValueError(f"`{name}` is empty; pass at least one name{' or leave it out' if optional else ''}.")
-    if length is not None and len(value) != length:
-        raise ValueError(f"`{name}` has {len(value)} entries, one is needed per row or panel: {length}.")
-    return list(value)
-
-
-def check_panels(name: str, value, what: str) -> Mapping:
-    """A non-empty mapping of a title to `what`."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"`{name}` must be a dict of a title to {what}, got {type(value).__name__}.")
-    if not value:
-        raise ValueError(f"`{name}` is empty; it needs a title mapped to {what}.")
-    return value
-
-
-def check_batch_list(name: str, value) -> list:
-    """A non-empty list of image batches (one per row), not a single batch."""
-    if hasattr(value, "shape") or not isinstance(value, (list, tuple)):
-        shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
-        raise TypeError(f"`{name}` must be a list of image batches, one per row (e.g. [originals, reconstructions]), "
-                        f"got {type(value).__name__}{shape}; for one row pass [images].")
-    if not value:
-        raise ValueError(f"`{name}` is empty; pass at least one batch of images.")
-    return list(value)
-
-
-def check_codes(name: str, model, z) -> np.ndarray:
-    """Latent codes for `model`: a non-empty array (n, d), d the model's latent size where it is known."""
-    try:
-        z = np.asarray(keras.ops.convert_to_numpy(z) if hasattr(z, "shape") else z, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"`{name}` must be an array of latent codes (n, d), got {type(z).__name__} ({error}).") from None
-    expected = _code_shape(model)
-    if z.ndim < 2 or len(z) == 0 or (expected is not None and (
-            len(expected) != z.ndim - 1 or any(e is not None and e != s for e, s in zip(expected, z.shape[1:])))):
-        wanted = f"(n, {', '.join('d' if e is None else str(e) for e in expected)})" if expected else "(n, d)"
-        raise ValueError(f"`{name}` must be a non-empty array of codes {wanted} for this model, got shape {z.shape}.")
-    return z
-
-
-def _code_shape(model) -> tuple | None:
-    """The shape of one code that `model` (a VAE or a decoder) takes, where it is known."""
-    if isinstance(model, VAE):
-        model = model.decoder
-    try:
-        shape = tuple(model.input_shape[1:])
-    except Exception:  # no input_shape, or several inputs (a conditional decoder)
-        return None
-    return shape if all(s is None or isinstance(s, numbers.Integral) for s in shape) else None
-
-
-def _history_logs(name: str, history) -> dict:
-    """The per-epoch numbers of a `keras.callbacks.History`, a `fit_resumable` result or a dict."""
-    logs = history.history if hasattr(history, "history") else history
-    if not isinstance(logs, Mapping):
-        raise TypeError(f"`{name}` must be what `fit` returns (a History) or a dict of per-epoch values, "
-                        f"got {type(history).__name__}.")
-    if not logs:
-        raise ValueError(f"`{name}` holds no metrics: train first (or pass `fit`'s result).")
-    return dict(logs)
-
-
-def _check_recorded(name: str, keys: list[str], every_logs: list[dict]) -> None:
-    """Each key must be a metric at least one of the histories recorded."""
-    recorded = list(dict.fromkeys(key for logs in every_logs for key in logs))
-    missing = [key for key in keys if key not in recorded]
-    if missing:
-        raise ValueError(f"`{name}` names {missing[0]!r}, which the history does not hold; it holds {recorded}.")
-
-
-def _describe(value) -> str:
-    return f"{len(value)} items" if isinstance(value, (tuple, list)) else type(value).__name__
