@@ -5,7 +5,9 @@ without outputs, for the student to run, and only the test suite executes it (nb
 cell in quick mode). This script is `jupyter nbconvert --to notebook --execute --inplace` with no
 timeout, except that it leaves exercise cells unexecuted and clears any outputs they carry.
 Each notebook runs in a fresh python3 kernel whose working directory is the notebook's folder,
-and the wall time it took is printed. Usage:
+and the wall time it took is printed. No one moves a slider in a kernel run this way, so
+`VAEKIT_STATIC_PLOTS=1` is set for it (unless set otherwise): `vaekit.explorer.explore_latent`
+draws its static figure into the committed outputs instead of a widget. Usage:
 
     python scripts/run_notebooks.py                                   # every notebooks/*.ipynb, in place
     python scripts/run_notebooks.py notebooks/05_ablations.ipynb      # one notebook, in place
@@ -17,6 +19,7 @@ A notebook whose cell raises an error is not written, and the script stops there
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -58,6 +61,7 @@ def run_notebook(path: str | Path, output_dir: str | Path | None = None) -> Path
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("VAEKIT_STATIC_PLOTS", "1")  # the kernels inherit it
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to execute (default: every notebooks/*.ipynb, sorted)")
