@@ -316,7 +316,7 @@ def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) 
         return checkpoint.history()
 
 
-# The files of a finished run that a checkout keeps (see runs/README.md): what it trains and its weights.
+# The files of a finished run that a checkout keeps (docs/training.md): what it trains and its weights.
 RUN_RECORD = "run.json"
 WEIGHTS_FILE = "model.weights.h5"
 
@@ -340,8 +340,7 @@ def run_record(model: keras.Model, x, y, epochs: int, fit_kwargs: Mapping) -> di
     record = {"model": model_record(model), "loss": loss, "optimizer": optimizer_config,
               "batch_size": fit_kwargs.get("batch_size"), "epochs": epochs,
               "data": {name: data_fingerprint(value) for name, value in (("x", x), ("y", y)) if value is not None}}
-    record = json.loads(json.dumps(record, default=repr))
-    return json.loads(_ADDRESS.sub("", json.dumps(_rounded(record))))
+    return json.loads(_ADDRESS.sub("", json.dumps(_rounded(record), default=repr)))
 
 
 def _rounded(value):
@@ -603,8 +602,8 @@ def run_settings(model: keras.Model, x, fit_kwargs: Mapping) -> dict:
     """
     optimizer = getattr(model, "optimizer", None)
     learning_rate = None if optimizer is None else optimizer.get_config().get("learning_rate")
-    if isinstance(learning_rate, float):  # stored as float32: 1e-3 comes back as 0.0010000000474974513
-        learning_rate = float(str(np.float32(learning_rate)))
+    if isinstance(learning_rate, float):  # a schedule's config is kept as Keras writes it
+        learning_rate = _rounded(learning_rate)
     settings = {"optimizer": None if optimizer is None else type(optimizer).__name__,
                 "learning_rate": learning_rate,
                 "batch_size": fit_kwargs.get("batch_size")}
