@@ -5,7 +5,7 @@
 
 A finished run folder keeps `run.json` (what it trains), `history.csv` and `model.weights.h5`
 (weights only); `fit_resumable` writes them when a run's last epoch is done. The manifest lists
-those three files per run, so a checkout can be checked against it and `vaekit.shipped` can
+those three files per run, so a checkout can be checked against it and `vaekit.runs` can
 fetch and check them where no checkout is. The weights are held to BUDGET_BYTES in all.
 """
 

@@ -9,7 +9,7 @@ import vaekit
 from tiny import ROOT
 
 SUBMODULES = ["cvae", "data", "evaluate", "experiments", "explorer", "export", "models", "on_device", "plots",
-              "training", "vae"]
+              "runs", "training", "vae"]
 
 
 def test_import_vaekit_alone_reaches_every_submodule(run_on_backend):

@@ -18,7 +18,7 @@ import pytest
 
 import tiny
 import vaekit
-from vaekit import shipped, training
+from vaekit import training
 
 X = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
 ship_runs = tiny.load_script("scripts/ship_runs.py")
@@ -48,10 +48,10 @@ def finished(tmp_path_factory):
 
 def test_the_committed_manifest_matches_the_runs_folders_and_the_budget():
     assert ship_runs.main(["--check"]) == 0
-    manifest = shipped.manifest()
+    manifest = vaekit.runs.manifest()
     assert ship_runs.weights_bytes(manifest) <= ship_runs.BUDGET_BYTES
     for name, entry in manifest.items():
-        assert set(entry["files"]) == set(shipped.FILES), name
+        assert set(entry["files"]) == set(vaekit.runs.FILES), name
 
 
 def test_the_manifest_script_lists_each_file_with_its_hash_and_size(finished):
@@ -103,8 +103,8 @@ def server(finished, tmp_path, monkeypatch):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     manifest = tmp_path / "shipped_runs.json"
     manifest.write_text(json.dumps(ship_runs.shipped_runs(served)))
-    monkeypatch.setattr(shipped, "MANIFEST", manifest)
-    monkeypatch.setenv(shipped.URL_VARIABLE, f"http://127.0.0.1:{httpd.server_address[1]}")
+    monkeypatch.setattr(vaekit.runs, "MANIFEST", manifest)
+    monkeypatch.setenv(vaekit.runs.URL_VARIABLE, f"http://127.0.0.1:{httpd.server_address[1]}")
     (tmp_path / "keras").mkdir()  # Keras caches in /tmp/.keras instead where the folder is missing
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     QuietHandler.requests = []
@@ -152,7 +152,7 @@ def test_an_altered_or_cut_download_is_named_never_loaded_and_the_run_trains(ser
 
 
 def test_a_server_that_is_down_falls_back_to_training(server, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(shipped.URL_VARIABLE, "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv(vaekit.runs.URL_VARIABLE, "http://127.0.0.1:9")  # the discard port: nothing listens
     vae = tiny_vae()
     assert len(fit(vae, tmp_path / "colab" / "tiny")["loss"]) == 2
     assert "tiny: not fetched, training it instead: http://127.0.0.1:9/tiny/run.json" in capsys.readouterr().out

@@ -9,6 +9,7 @@ Where things are:
 * `vaekit.cvae`: the conditional VAE (`ConditionalVAE`, `conditional_conv_vae`,
   `generate`), the file to copy with `vae.py`.
 * `vaekit.training`: `fit_resumable`, runs that survive a stop (one folder per run).
+* `vaekit.runs`: which folder holds a run, and whether it is a finished run (shipped or fetched).
 * `vaekit.on_device`: `fit_on_device`, one compiled program per epoch on JAX.
 * `data`, `evaluate`, `plots`, `export`, `experiments` (a notebook's plumbing) do what
   their names say; `explorer.explore_latent` puts sliders over a latent code in a notebook.
@@ -17,7 +18,7 @@ All are imported with the package: `import vaekit` then `vaekit.data.load_mnist(
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import cvae, data, evaluate, experiments, explorer, export, models, on_device, plots, training, vae
+from vaekit import cvae, data, evaluate, experiments, explorer, export, models, on_device, plots, runs, training, vae
 from vaekit.cvae import ConditionalVAE, conditional_conv_vae
 from vaekit.models import (conv_autoencoder, conv_vae, deterministic_autoencoder, fc_autoencoder, fc_vae,
                            fcn_autoencoder, strided_conv_autoencoder)
@@ -48,6 +49,7 @@ __all__ = [
     "on_device",
     "plots",
     "reconstruction_loss",
+    "runs",
     "strided_conv_autoencoder",
     "training",
     "vae",

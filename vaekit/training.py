@@ -8,13 +8,11 @@ folder needs is here:
 * **the checkpoint** (`RunCheckpoint`): weights, optimizer state, the random streams'
   position and every epoch's numbers in one file, written atomically (`vaekit._io`);
   `history.csv` beside it; the epoch before kept as `checkpoint.previous.npz`;
-* **what it trains** (`run.json`, `run_record`: the model's own config from `model_record`,
-  with Keras' automatic layer names replaced by their order, the loss, the optimizer, the
-  batch size, the epochs, the data's SHA-256) and **the config** (`config.json`, by default
-  `run_settings`): a run with other settings trains in a sibling folder of its own
-  (`find_run_folder`), so a folder is never resumed or loaded with settings not its own;
+* **what it trains** (`run.json`) and **the config** (`config.json`): a run with other
+  settings trains in a sibling folder of its own, so a folder is never resumed or loaded with
+  settings not its own (`vaekit.runs` finds the folder);
 * **the finished run** (`model.weights.h5`, weights only): loaded instead of trained where
-  the checkpoint is absent, as in a checkout, or fetched (`vaekit.shipped`);
+  the checkpoint is absent, as in a checkout, or fetched (`vaekit.runs`);
 * **damaged files** (`DamagedRunFileError`) are named with the way out, instead of the
   reader's own `BadZipFile` or `JSONDecodeError`;
 * **one writer at a time**: `vaekit._lock.RunLock`, held for the whole call; a folder that
@@ -27,14 +25,10 @@ Where a notebook's run folders go is `vaekit.experiments.run_dir`'s business. Th
 from __future__ import annotations
 
 import difflib
-import glob
-import hashlib
 import inspect
 import json
 import math
 import os
-import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -42,96 +36,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from vaekit import _io
+from vaekit import _io, runs
 from vaekit._lock import RunFolderBusyError, RunLock  # noqa: F401  (raised from here)
+from vaekit.runs import DamagedRunFileError  # noqa: F401  (raised from here)
 from vaekit.vae import ChecksItsData, check_devices, check_positive_int
-
-
-class DamagedRunFileError(ValueError):
-    """A run folder's file cannot be read back: cut short, emptied or altered."""
-
-
-def damaged(path: Path, error: BaseException, way_out: str) -> DamagedRunFileError:
-    """The error for a run file that failed to read with `error`; `way_out` says what the user can do."""
-    return DamagedRunFileError(f"{path} is damaged and cannot be read ({type(error).__name__}: {error}); "
-                               f"it was cut short, emptied or altered after it was written. {way_out}")
-
-
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-# Keys of a layer's config that do not change what the model computes or which weights fit it: seeds, and
-# where Keras keeps a class (moved between Keras versions; the class name itself is compared).
-_IGNORED_KEYS = frozenset({"seed", "module", "registered_name"})
-
-
-def model_record(model) -> dict | None:
-    """The model's config with automatic layer names replaced by "<layer k>", as JSON data; None if it has none."""
-    try:
-        config = json.loads(json.dumps(model.get_config(), default=repr))
-    except Exception:  # a subclassed model without get_config: nothing to compare
-        return None
-    if isinstance(config, dict):
-        config.pop("name", None)  # the model's own name: Keras numbers unnamed ones ("functional_3"); not its shape
-    names: dict[str, str] = {}
-
-    def collect(value):
-        if isinstance(value, dict):
-            inner = value.get("config")
-            if "class_name" in value and isinstance(inner, dict) and isinstance(inner.get("name"), str):
-                names.setdefault(inner["name"], f"<layer {len(names)}>")
-            for item in value.values():
-                collect(item)
-        elif isinstance(value, list):
-            for item in value:
-                collect(item)
-
-    def rename(value):
-        if isinstance(value, dict):
-            return {key: rename(item) for key, item in value.items() if key not in _IGNORED_KEYS}
-        if isinstance(value, list):
-            return [rename(item) for item in value]
-        if not isinstance(value, str):
-            return value
-        return _ADDRESS.sub("", names.get(value, value))  # repr()s of objects differ by address only
-
-    collect(config)
-    for fixed in ("encoder", "decoder"):  # names vaekit gives itself: kept, they are part of the contract
-        names.pop(fixed, None)
-    return rename(config)
-
-
-def model_differences(saved, given, where: str = "", limit: int = 6) -> list[str]:
-    """Where two `model_record`s differ, as "path: saved X, given Y" lines (keys only one has are skipped:
-    a newer Keras may add options with their defaults)."""
-    return [f"{path or 'model'}: {saved_value}" if given_value is _COUNT else
-            f"{path or 'model'}: saved {saved_value!r}, given {given_value!r}"
-            for path, saved_value, given_value in _differences(saved, given, where)][:limit]
-
-
-_COUNT = object()  # marks a difference in the number of entries of a list
-
-
-def _differences(saved, given, where: str = "") -> list[tuple[str, object, object]]:
-    """Where two JSON records differ, as (path, saved, given) triples; keys only one of them has are skipped."""
-    if isinstance(saved, (dict, list)) != isinstance(given, (dict, list)) or (
-            isinstance(saved, dict) != isinstance(given, dict)):
-        return []  # one value written in two formats (a Keras upgrade changed how it saves it): not comparable
-    if isinstance(saved, dict) and isinstance(given, dict):
-        found = []
-        for key in [key for key in saved if key in given]:  # in the saved order, so messages read the same each time
-            found += _differences(saved[key], given[key], f"{where}.{key}" if where else str(key))
-        return found
-    if isinstance(saved, list) and isinstance(given, list):
-        if len(saved) != len(given):
-            return [(where, f"{len(saved)} entries saved, {len(given)} given", _COUNT)]
-        return [found for index, (a, b) in enumerate(zip(saved, given))
-                for found in _differences(a, b, f"{where}[{index}]")]
-    if saved != given and not (_is_number(saved) and _is_number(given) and float(saved) == float(given)):
-        return [(where, saved, given)]
-    return []
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
@@ -152,7 +60,7 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
 
     A run whose settings differ from those in `run_dir` (another model, loss, optimizer
     setting, batch size, number of epochs, data or `config`) trains in a sibling folder
-    named after the difference (`find_run_folder`), printed; the same settings find it
+    named after the difference (`runs.find_run_folder`), printed; the same settings find it
     again. A finished run also writes `model.weights.h5` (weights only); a folder holding
     that, `run.json` and `history.csv` but no checkpoint is loaded, not trained, and a run
     listed in `vaekit/shipped_runs.json` is fetched where the folder is empty.
@@ -171,7 +79,7 @@ def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike |
         epochs: the total number of epochs, counting those done before a stop (another
             number is another run).
         config: what defines the run beside the model (JSON-able: the data, the seed...).
-            Without it, `run_settings` derives one from the model and the fit arguments:
+            Without it, `runs.run_settings` derives one from the model and the fit arguments:
             the optimizer, its learning rate, the batch size, the number of training
             examples. It is written to `config.json` on the first call; another config
             is another run.
@@ -288,16 +196,20 @@ def _check_fit_kwargs(model, fit_kwargs: dict) -> None:
 def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) -> dict[str, list[float]]:
     if run_dir is None:
         return model.fit(x, y, epochs=epochs, **fit_kwargs).history
-    config = run_settings(model, x, fit_kwargs) if config is None else config
-    trains = run_record(model, x, y, epochs, fit_kwargs)
-    run_dir = _run_folder(find_run_folder(Path(run_dir), config, trains))
+    config = runs.run_settings(model, x, fit_kwargs) if config is None else config
+    trains = runs.run_record(model, x, y, epochs, fit_kwargs)
+    run_dir = runs.find_run_folder(Path(run_dir), config, trains)  # its config.json and run.json are this run's
+    _io.make_folder(run_dir, f"`run_dir` {_io.shown(run_dir)}", "pass the path of a folder")
     with RunLock(run_dir) as lock:  # one writer per folder; released on any exit, Ctrl-C included
-        _check_run_config(run_dir / "config.json", config)
-        if not (run_dir / RUN_RECORD).exists():
-            _io.write_text(run_dir / RUN_RECORD, json.dumps(trains, indent=1) + "\n")
+        for name, record in (("config.json", config), (runs.RUN_RECORD, trains)):
+            if not (run_dir / name).exists():
+                _io.write_text(run_dir / name, json.dumps(record, indent=1) + "\n")
         checkpoint = RunCheckpoint(run_dir, lock=lock)
         done = checkpoint.restore(model)
-        if not done and _load_finished_run(model, run_dir, checkpoint, trains):
+        if not done and (history := runs.load_finished_run(model, run_dir, trains)) is not None:
+            checkpoint.rows = pd.read_csv(history).drop(columns="epoch").to_dict("records")
+            if history != checkpoint.history_csv:  # fetched: the folder gets its own history.csv
+                checkpoint._write_history_csv()
             done = epochs
         if done > epochs:
             raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
@@ -311,153 +223,11 @@ def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) 
                 print(f"{run_dir.name}: resuming at epoch {done + 1} of {epochs} from {_io.shown(run_dir)}")
             callbacks = [*(fit_kwargs.pop("callbacks", None) or []), checkpoint]
             model.fit(x, y, epochs=epochs, initial_epoch=done, callbacks=callbacks, **fit_kwargs)
-        if len(checkpoint.rows) == epochs and not (run_dir / WEIGHTS_FILE).exists():
-            _write_finished_run(model, run_dir, lock)
+        if len(checkpoint.rows) == epochs and not (run_dir / runs.WEIGHTS_FILE).exists():
+            lock.check()
+            runs.write_finished_run(model, run_dir)
         return checkpoint.history()
 
-
-# The files of a finished run that a checkout keeps (docs/training.md): what it trains and its weights.
-RUN_RECORD = "run.json"
-WEIGHTS_FILE = "model.weights.h5"
-
-
-def run_record(model: keras.Model, x, y, epochs: int, fit_kwargs: Mapping) -> dict:
-    """What a run trains, as JSON data: the model's record, its loss and optimizer, the batch size, the epochs, the data.
-
-    Two runs with equal records train the same thing; `fit_resumable` keeps each record in its
-    folder's `run.json` and gives a run whose record differs a folder of its own. The data are
-    recorded by a SHA-256 of their bytes (arrays) or not at all (a `tf.data.Dataset`, a
-    generator: say what they hold in `config`).
-    """
-    optimizer = getattr(model, "optimizer", None)
-    optimizer_config = None
-    if optimizer is not None:
-        optimizer_config = {key: value for key, value in optimizer.get_config().items() if key != "name"}
-        optimizer_config = {"class": type(optimizer).__name__, **optimizer_config}
-    loss = getattr(model, "loss", None)
-    if isinstance(loss, keras.losses.Loss):
-        loss = keras.losses.serialize(loss)
-    record = {"model": model_record(model), "loss": loss, "optimizer": optimizer_config,
-              "batch_size": fit_kwargs.get("batch_size"), "epochs": epochs,
-              "data": {name: data_fingerprint(value) for name, value in (("x", x), ("y", y)) if value is not None}}
-    return json.loads(_ADDRESS.sub("", json.dumps(_rounded(record), default=repr)))
-
-
-def _rounded(value):
-    """Floats as float32 stores them, written short: 1e-3 is 0.001, not 0.0010000000474974513."""
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    return float(str(np.float32(value))) if isinstance(value, float) else value
-
-
-def data_fingerprint(data) -> str | None:
-    """"sha256:<hex>" of an array's shape, dtype and bytes; None for data that is not an array."""
-    if not hasattr(data, "shape") or not hasattr(data, "dtype") or hasattr(data, "element_spec"):
-        return None
-    array = np.ascontiguousarray(keras.ops.convert_to_numpy(data))
-    digest = hashlib.sha256(f"{array.shape} {array.dtype}".encode())
-    digest.update(memoryview(array).cast("B"))
-    return f"sha256:{digest.hexdigest()}"
-
-
-def find_run_folder(run_dir: Path, config: Mapping, trains: dict) -> Path:
-    """The folder a run with this `config` and `run_record` trains in: `run_dir`, or a sibling of its own.
-
-    `run_dir` itself when it is new, empty, or holds this very run; otherwise the sibling
-    `<run_dir>-<what differs>-<hash>` that holds it or will. So a changed setting (another
-    size, loss, learning rate, number of epochs, data) trains a run of its own, and the
-    unchanged one finds and loads its run.
-    """
-    differences = _folder_differences(run_dir, config, trains)
-    if differences is None:
-        return run_dir
-    for sibling in sorted(run_dir.parent.glob(f"{glob.escape(run_dir.name)}-*")):
-        if sibling.is_dir() and _folder_differences(sibling, config, trains) is None:
-            return sibling
-    digest = hashlib.sha256(json.dumps([config, trains], sort_keys=True).encode()).hexdigest()[:8]
-    differences = [difference for difference in differences if difference[2] is not _COUNT] or differences
-    labels = [_label(path, given) for path, _, given in differences]
-    label = "-".join(list(dict.fromkeys(labels))[:2])  # a setting both in `config` and the record, named once
-    sibling = run_dir.with_name(f"{run_dir.name}-{label}-{digest}" if label else f"{run_dir.name}-{digest}")
-    shown = "; ".join("other data" if label == "data" else f"{path}: {_short(saved)} there, {_short(given)} here"
-                      for label, (path, saved, given) in dict(zip(labels, differences)).items()) or "another model"
-    print(f"{_io.shown(run_dir)} holds a run with other settings ({shown}): this run's folder is {_io.shown(sibling)}")
-    return sibling
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _label(path: str, given) -> str:
-    """A short name for one changed setting, for a folder name: "units16", "loss-mse", "data"."""
-    leaf = path.split(".")[-1].split("[")[0]
-    if leaf in ("x", "y") or path.startswith("data"):
-        return "data"
-    text = f"{leaf}{given}" if _is_number(given) else f"{leaf}-{given}" if isinstance(given, str) and len(given) <= 24 else leaf
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")[:32]
-
-
-def _folder_differences(folder: Path, config: Mapping, trains: dict) -> list | None:
-    """How the run in `folder` differs from the one given ((path, there, here) triples); None if it is this run or none."""
-    config = json.loads(json.dumps(dict(config)))
-    saved_config = _read_json(folder / "config.json", f"It should hold this run's `config`; delete it and run again "
-                              f"to write it anew from the config given ({config}), if that is the run's.")
-    saved = _read_json(folder / RUN_RECORD, "Delete it and run again to write it anew, if the folder holds this run.")
-    differences = []
-    if saved_config is not None and saved_config != config:
-        differences += _differences(saved_config, config, "config") or [("config", saved_config, config)]
-    if saved is not None:
-        differences += _differences({key: saved[key] for key in trains if key in saved}, trains)
-    return differences or None
-
-
-def _read_json(path: Path, way_out: str):
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise damaged(path, error, way_out) from error
-
-
-def _write_finished_run(model: keras.Model, run_dir: Path, lock: RunLock) -> None:
-    """Save a finished run's weights (no optimizer state) and where its random streams stand, for a checkout to keep."""
-    lock.check()
-    optimizer = model.optimizer
-    model.optimizer = None  # weights only: the optimizer's state is the checkpoint's business
-    try:
-        with _io.replacing(run_dir / WEIGHTS_FILE) as temporary:
-            model.save_weights(temporary.with_suffix(".weights.h5"))  # Keras chooses the format by this ending
-            os.replace(temporary.with_suffix(".weights.h5"), temporary)
-    finally:
-        model.optimizer = optimizer
-    record = json.loads((run_dir / RUN_RECORD).read_text())
-    record["seed_states"] = [keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(model)]
-    _io.write_text(run_dir / RUN_RECORD, json.dumps(record, indent=1) + "\n")
-
-
-def _load_finished_run(model: keras.Model, run_dir: Path, checkpoint: "RunCheckpoint", trains: dict) -> bool:
-    """Load a finished run kept without its checkpoint (the weights a checkout ships, or fetched); False if none."""
-    from vaekit import shipped  # noqa: PLC0415  (fetching is needed only here)
-
-    files = shipped.finished_run_files(run_dir, trains)
-    if files is None:
-        return False
-    weights, record, history = files
-    with warnings.catch_warnings():  # the file has no optimizer state, by design
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(weights)
-    variables = _seed_states(model)
-    for variable, value in zip(variables, record.get("seed_states") or []):
-        variable.assign(np.asarray(value, dtype=keras.backend.standardize_dtype(variable.dtype)))
-    checkpoint.rows = pd.read_csv(history).drop(columns="epoch").to_dict("records")
-    if history != checkpoint.history_csv:
-        checkpoint._write_history_csv()
-    return True
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -497,8 +267,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if not path.exists():
             return 0
         record, weights, optimizer_values, seed_states = _read_checkpoint(path, self.previous)
-        saved_model, given_model = record.get("model"), model_record(model)
-        differences = model_differences(saved_model, given_model) if saved_model and given_model else []
+        saved_model, given_model = record.get("model"), runs.model_record(model)
+        differences = runs.model_differences(saved_model, given_model) if saved_model and given_model else []
         if differences:
             raise ValueError(f"{path.parent} holds a run of another model than the one given:\n  "
                              + "\n  ".join(differences) + "\nPass another `run_dir` for this model, or move "
@@ -514,7 +284,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 for variable, value in zip(model.optimizer.variables, optimizer_values):
                     variable.assign(value)
             if seed_states:  # absent from checkpoints written before they were saved
-                variables = _seed_states(model)
+                variables = runs.seed_states(model)
                 if len(variables) != len(seed_states):
                     raise ValueError(f"the model has {len(variables)} random seed generators, "
                                      f"the checkpoint {len(seed_states)}")
@@ -538,10 +308,10 @@ class RunCheckpoint(keras.callbacks.Callback):
         optimizer_variables = optimizer.variables if optimizer is not None else []
         arrays = {f"weight_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(self.model.weights)}
         arrays.update({f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer_variables)})
-        seed_states = _seed_states(self.model)
+        seed_states = runs.seed_states(self.model)
         arrays.update({f"seed_state_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(seed_states)})
         if self._model_record is None:
-            self._model_record = model_record(self.model)
+            self._model_record = runs.model_record(self.model)
         record = {"rows": self.rows, "weights": len(self.model.weights), "optimizer_variables": len(optimizer_variables),
                   "seed_states": len(seed_states), "model": self._model_record}
         if self.lock is not None:
@@ -564,11 +334,6 @@ class RunCheckpoint(keras.callbacks.Callback):
             frame.to_csv(temporary, index=False)
 
 
-def _seed_states(model: keras.Model) -> list:
-    """The state of each `keras.random.SeedGenerator` in `model`: the variables that are not weights."""
-    weights = {id(variable) for variable in model.weights}
-    return [variable for variable in model.variables if id(variable) not in weights]
-
 
 def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list, list]:
     """The record, weights, optimizer values and seed states in checkpoint `path`; `DamagedRunFileError` if unreadable."""
@@ -589,43 +354,6 @@ def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list, list
         else:
             way_out = (f"Move it aside (e.g. rename it to {path.name}.damaged) and run again to train this run "
                        "from epoch 1, or put back a good copy if you keep one.")
-        raise damaged(path, error, way_out) from error
+        raise runs.damaged(path, error, way_out) from error
     return record, weights, optimizer_values, seed_states
 
-
-def run_settings(model: keras.Model, x, fit_kwargs: Mapping) -> dict:
-    """A run's training settings, read from the model and `fit`'s arguments: `fit_resumable`'s default config.
-
-    The optimizer's class and learning rate (a schedule as its config), the batch size and,
-    for an array, the number of training examples. The model's own config (sizes, β, the
-    sampling seed) is not repeated: the checkpoint records it and refuses another model.
-    """
-    optimizer = getattr(model, "optimizer", None)
-    learning_rate = None if optimizer is None else optimizer.get_config().get("learning_rate")
-    if isinstance(learning_rate, float):  # a schedule's config is kept as Keras writes it
-        learning_rate = _rounded(learning_rate)
-    settings = {"optimizer": None if optimizer is None else type(optimizer).__name__,
-                "learning_rate": learning_rate,
-                "batch_size": fit_kwargs.get("batch_size")}
-    if hasattr(x, "shape"):
-        settings["train_examples"] = int(x.shape[0])
-    return json.loads(json.dumps(settings, default=repr))
-
-
-def _run_folder(run_dir: str | os.PathLike) -> Path:
-    return _io.make_folder(Path(run_dir), f"`run_dir` {_io.shown(Path(run_dir))}", "pass the path of a folder")
-
-
-def _check_run_config(path: Path, config: Mapping | None) -> None:
-    config = json.loads(json.dumps(dict(config or {})))  # as it reads back: tuples become lists
-    if path.exists():
-        try:
-            saved = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as error:
-            raise damaged(path, error, f"It should hold this run's `config`; delete it and run again to "
-                                     f"write it anew from the config given ({config}), if that is the run's.") from error
-        if saved != config:
-            raise ValueError(f"{path.parent} holds a run with another config:\n  saved {saved}\n  given {config}\n"
-                             "Pass another `run_dir`, or delete the folder to start that run again.")
-    else:
-        _io.write_text(path, json.dumps(config, indent=1) + "\n")
