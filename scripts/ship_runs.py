@@ -6,7 +6,9 @@
 A finished run folder keeps `run.json` (what it trains), `history.csv` and `model.weights.h5`
 (weights only); `fit_resumable` writes them when a run's last epoch is done. The manifest lists
 those three files per run, so a checkout can be checked against it and `vaekit.runs` can
-fetch and check them where no checkout is. The weights are held to BUDGET_BYTES in all.
+fetch and check them where no checkout is. The weights are held to BUDGET_BYTES in all, and a
+run whose weights are larger than LARGEST_RUN_BYTES does not ship: it retrains where it is run
+(`.gitignore` keeps its weights out of git).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "vaekit" / "shipped_runs.json"
 FILES = ("run.json", "history.csv", "model.weights.h5")
 BUDGET_BYTES = 160 * 10**6  # what the weights may add to the repository
+# Notebook 07's fully connected autoencoders (12,288 -> 1,024 -> ... on 64x64x3 images) are 103 MB each.
+LARGEST_RUN_BYTES = 20 * 10**6
 
 
 def describe(path: Path) -> dict:
@@ -32,6 +36,8 @@ def shipped_runs(runs: Path = ROOT / "runs") -> dict:
     """The manifest the run folders under `runs` call for, by run name."""
     manifest = {}
     for weights in sorted(runs.glob("*/model.weights.h5")):
+        if weights.stat().st_size > LARGEST_RUN_BYTES:
+            continue
         folder = weights.parent
         record = json.loads((folder / "run.json").read_text())
         manifest[folder.name] = {"epochs": record["epochs"], "batch_size": record["batch_size"],

@@ -63,6 +63,14 @@ def test_the_manifest_script_lists_each_file_with_its_hash_and_size(finished):
     assert entry["files"]["model.weights.h5"]["bytes"] == weights.stat().st_size > 0
 
 
+def test_a_run_larger_than_the_cap_does_not_ship(finished, monkeypatch):
+    runs, _, _ = finished
+    size = (runs / "tiny" / "model.weights.h5").stat().st_size
+    monkeypatch.setattr(ship_runs, "LARGEST_RUN_BYTES", size - 1)
+    assert "tiny" not in ship_runs.shipped_runs(runs)
+    monkeypatch.setattr(ship_runs, "LARGEST_RUN_BYTES", size)
+    assert "tiny" in ship_runs.shipped_runs(runs)
+
 def test_a_finished_run_without_its_checkpoint_is_loaded_not_trained(finished, tmp_path):
     runs, trained, history = finished
     shutil.copytree(runs / "tiny", tmp_path / "tiny")
