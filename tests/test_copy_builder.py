@@ -14,10 +14,12 @@ import subprocess
 import sys
 import textwrap
 
+import keras
+import numpy as np
 import pytest
 
 import vaekit.models
-from tiny import ROOT, TINY_BUILDERS
+from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
 
 VAE_SOURCE = (ROOT / "vaekit" / "vae.py").read_text()
 
@@ -144,3 +146,59 @@ def run_pasted(tmp_path, name: str, lines: str) -> dict:
 def test_pasted_builder_names_a_wrong_argument_or_bad_data_as_vaekit_does(tmp_path, name, lines, message):
     result = run_pasted(tmp_path, name, lines)
     assert not result["ok"] and message in result["error"], result.get("error")
+
+
+def test_copied_vae_refuses_a_decoder_whose_images_differ_from_the_encoders(tmp_path):
+    # A hand-written decoder of 3x3 images for 4x4 inputs: the pasted VAE must refuse the pair, naming both shapes.
+    result = run_pasted(tmp_path, "fc_vae", textwrap.dedent("""
+        encoder = fc_vae(latent_dim=2, hidden_units=8, input_shape=(4, 4, 1)).encoder
+        z = keras.Input(shape=(2,))
+        decoder = keras.Model(z, keras.layers.Reshape((3, 3, 1))(keras.layers.Dense(9, activation="sigmoid")(z)))
+        VAE(encoder, decoder)
+    """))
+    assert not result["ok"]
+    assert ("ValueError: `decoder` outputs images of shape (3, 3, 1) but the encoder takes (4, 4, 1)"
+            in result["error"]), result["error"]
+
+
+# A model saved by vaekit, reloaded in a file of vae.py (and cvae.py) pasted without vaekit:
+# the output compared, with no sampled z in it.
+SAVED_OUTPUTS = {
+    "fc_vae": "model.decode(model(x)['z_mean'])",
+    "fc_autoencoder": "model.predict(x, verbose=0)",
+    "conditional_conv_vae": "model.decode(model((x, labels))['z_mean'], labels)",
+}
+RELOAD = """
+import json
+model = keras.saving.load_model({model!r})
+x, labels = np.load({x!r}), np.array([0, 1, 2])
+print("RELOADED" + json.dumps({{"class": type(model).__module__ + "." + type(model).__name__,
+                               "output": keras.ops.convert_to_numpy({output}).tolist()}}))
+"""
+
+
+def test_models_saved_by_vaekit_load_and_predict_the_same_in_a_pasted_file(tmp_path):
+    from test_cvae import CVAE_SOURCE, TINY as CVAE_TINY  # here, not at the top: test_cvae imports this module
+
+    labels, expected, scripts = np.array([0, 1, 2]), {}, {}
+    for name, output in SAVED_OUTPUTS.items():
+        model = vaekit.conditional_conv_vae(**CVAE_TINY) if name == "conditional_conv_vae" else tiny_model(name)
+        x = tiny_images(model.data_shape(), n=3)
+        model.save(tmp_path / f"{name}.keras")
+        np.save(tmp_path / f"{name}.npy", x)
+        expected[name] = (type(model).__name__,
+                          keras.ops.convert_to_numpy(eval(output, {"model": model, "x": x, "labels": labels})))
+        sources = [VAE_SOURCE, CVAE_SOURCE] if name == "conditional_conv_vae" else [VAE_SOURCE]
+        scripts[name] = tmp_path / f"{name}_reload.py"
+        scripts[name].write_text("\n\n".join([*sources, RELOAD.format(
+            model=str(tmp_path / f"{name}.keras"), x=str(tmp_path / f"{name}.npy"), output=output)]))
+    completed = subprocess.run([sys.executable, "-c", RUNNER, *map(str, scripts.values())], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads(completed.stdout.split("RESULTS", 1)[1])
+    for name, script in scripts.items():
+        run = results[str(script)]
+        assert run["ok"], run.get("error")
+        reloaded = json.loads(run["stdout"].split("RELOADED", 1)[1])
+        assert reloaded["class"] == "__main__." + expected[name][0]  # the pasted class, not vaekit's
+        np.testing.assert_allclose(reloaded["output"], expected[name][1], rtol=0, atol=1e-6, err_msg=name)
