@@ -154,7 +154,8 @@ def test_elbo_is_reproducible_with_a_seed_and_draws_anew_without_one():
     vae = vaekit.fc_vae(latent_dim=2, hidden_units=8, seed=0)
     x = binary_images(4)
     first = evaluate.elbo_terms(vae, x, seed=3)
-    np.testing.assert_allclose(first["kl_loss"], evaluate.elbo_terms(vae, x, batch_size=3, seed=3)["kl_loss"], rtol=1e-5)
+    np.testing.assert_allclose(first["kl_loss"], evaluate.elbo_terms(vae, x, batch_size=3, seed=3)["kl_loss"],
+                               rtol=1e-5, atol=1e-6)  # a KL near 0 differs by float rounding between batch sizes
     np.testing.assert_array_equal(first["negative_elbo"], evaluate.elbo_terms(vae, x, seed=3)["negative_elbo"])
     assert not np.array_equal(first["reconstruction_loss"], evaluate.elbo_terms(vae, x, seed=4)["reconstruction_loss"])
     # Without a seed the VAE's own sampling layer draws, and its state moves on between calls.
