@@ -10,13 +10,13 @@ batch size, optimizer and validation data):
     03_conv_vae   notebook 03: conv_vae(latent_dim=2, seed=0), 20 epochs    (runs/03_conv_vae)
     05_VAE_d16    notebook 05: conv_vae(latent_dim=16, hidden_units=128, seed=42), 25 epochs
                   (runs/05_conv_vae_d16_beta1; six more float32 runs of the same configuration
-                  with other seeds: runs/seed_check_seed-003-vae-d16_seed4*, runs/10_beta1_seed*)
+                  with other seeds: runs/source_check_ablation-vae-d16_seed4*, runs/10_beta1_seed*)
 
 Test numbers are `evaluate.elbo` on the 10,000 test images with the notebook's seed, in nats
 per image. Each trained model is evaluated twice: as trained (its layers computing in 16 bits)
 and with its weights copied into the same model built under float32, which separates the
 effect on training from the effect on evaluation. The float32 rows are read from the committed
-tables (figures/03_conv_vae_test_loss.csv, 05_ablation_results.csv, seed_check_runs.csv,
+tables (figures/03_conv_vae_test_loss.csv, 05_ablation_results.csv, source_check_runs.csv,
 10_beta_results.csv), so the comparison is with the numbers the repository reports.
 
 Writes `figures/precision_check.csv` (and `.md`), one row per run, float32 and mixed, rewritten
@@ -66,10 +66,10 @@ def float32_rows(root: Path) -> pd.DataFrame:
     rows.append(dict(run="05_VAE_d16", seed=42, recon_nats=ablation["recon_nats"], kl_nats=ablation["kl_nats"],
                      neg_elbo_nats=ablation["neg_elbo_nats"],
                      source="figures/05_ablation_results.csv (runs/05_conv_vae_d16_beta1)"))
-    seed_check = pd.read_csv(figures / "seed_check_runs.csv")
-    for _, row in seed_check[seed_check["run"] == "seed-003-vae-d16"].iterrows():
+    source_check = pd.read_csv(figures / "source_check_runs.csv")
+    for _, row in source_check[source_check["run"] == "ablation-vae-d16"].iterrows():
         rows.append(dict(run="05_VAE_d16", seed=int(row["seed"]), recon_nats=row["recon_nats"], kl_nats=row["kl_nats"],
-                         neg_elbo_nats=row["neg_elbo_nats"], source=f"figures/seed_check_runs.csv ({row['run_log']})"))
+                         neg_elbo_nats=row["neg_elbo_nats"], source=f"figures/source_check_runs.csv ({row['run_log']})"))
     beta = pd.read_csv(figures / "10_beta_results.csv")
     for _, row in beta[beta["beta"] == 1.0].iterrows():
         rows.append(dict(run="05_VAE_d16", seed=int(row["seed"]), recon_nats=row["recon_nats"], kl_nats=row["kl_nats"],

@@ -288,7 +288,7 @@ def test_a_figure_path_may_not_be_left_out_of_save_figure(s):
 
 
 def test_a_table_name_is_given_without_its_csv_suffix(s):
-    assert "'seed_check_runs'" in refused(s, lambda v, s: experiments.recorded_runs(v), "seed_check_runs.csv",
+    assert "'source_check_runs'" in refused(s, lambda v, s: experiments.recorded_runs(v), "source_check_runs.csv",
                                           ValueError, "table")
 
 
@@ -431,8 +431,8 @@ DOCUMENTED = [  # (a call that is refused, the start of its message as the table
      "`encode` returned 3 outputs, not one batch of codes"),
     (lambda: data.load_mnist(3), "`data_dir` must be a folder path (str or pathlib.Path), or None to use "
                                  "$VAEKIT_DATA_DIR, got 3 (int)."),
-    (lambda: experiments.recorded_runs("seed_check_runs.csv"),
-     "`table` is the table's name without .csv, e.g. 'seed_check_runs', got 'seed_check_runs.csv'."),
+    (lambda: experiments.recorded_runs("source_check_runs.csv"),
+     "`table` is the table's name without .csv, e.g. 'source_check_runs', got 'source_check_runs.csv'."),
     (lambda: training.fit_resumable(vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8), IMAGES,
                                     run_dir="run", epochs=1), "`model` (fc_vae) is not compiled: call "
                                                               "`model.compile(optimizer=...)` before fit_resumable."),

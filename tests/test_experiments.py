@@ -23,7 +23,7 @@ def test_quick_mode_follows_environment(monkeypatch):
     assert not experiments.quick_mode()
 
 
-def test_epochs_is_seed_value_capped_by_environment_and_one_in_quick_mode(monkeypatch):
+def test_epochs_is_source_value_capped_by_environment_and_one_in_quick_mode(monkeypatch):
     monkeypatch.delenv("VAEKIT_QUICK", raising=False)
     monkeypatch.delenv("VAEKIT_EPOCHS", raising=False)
     assert experiments.epochs(25) == 25

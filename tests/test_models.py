@@ -1,4 +1,4 @@
-"""The builders reproduce the seeds' architectures, parameter for parameter."""
+"""The builders reproduce the sources' architectures, parameter for parameter."""
 
 import warnings
 
@@ -10,7 +10,7 @@ import vaekit
 
 pytestmark = pytest.mark.oldest_versions  # .ci/run's stage on the oldest Keras and TensorFlow
 
-# Parameter counts of the architectures as the seeds describe them (by hand:
+# Parameter counts of the architectures as the sources describe them (by hand:
 # kernel*kernel*in*out + out per convolution, in*out + out per dense layer).
 SEED_PARAMETER_COUNTS = [
     (vaekit.conv_autoencoder, {}, 28_353),

@@ -29,7 +29,7 @@ def test_quick_run_tables_the_mixed_run_beside_the_committed_float32_runs(precis
     committed = pd.read_csv(ROOT / "figures" / "05_ablation_results.csv", index_col=0).loc["VAE d=16, β=1"]
     assert len(reference) == 7 and committed["recon_nats"] in set(reference["recon_nats"])
     beta_1 = pd.read_csv(ROOT / "figures" / "10_beta_results.csv").query("beta == 1.0")["recon_nats"]
-    checked = pd.read_csv(ROOT / "figures" / "seed_check_runs.csv").query("model == 'VAE' and latent_dim == 16")
+    checked = pd.read_csv(ROOT / "figures" / "source_check_runs.csv").query("model == 'VAE' and latent_dim == 16")
     pooled = pd.concat([beta_1, checked["recon_nats"], pd.Series([committed["recon_nats"]])])
     assert sorted(reference["recon_nats"]) == pytest.approx(sorted(pooled))
     mixed = table[table["precision"] == "mixed_bfloat16"].loc["05_VAE_d16"]

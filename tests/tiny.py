@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_script(path: str | Path):
-    """A script of the checkout (`path` relative to it, e.g. "scripts/seed_check.py") as a module named
+    """A script of the checkout (`path` relative to it, e.g. "scripts/source_check.py") as a module named
     after its file, without running its main()."""
     path = ROOT / path
     spec = importlib.util.spec_from_file_location(path.stem, path)

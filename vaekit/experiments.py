@@ -253,12 +253,12 @@ def recorded_runs(table: str, **where) -> pd.DataFrame:
     """Rows of a results table that this repository's full-length runs committed: `figures/<table>.csv`.
 
     A notebook pools them with its own runs to measure the spread over every run of one
-    configuration, e.g. `recorded_runs("seed_check_runs", run="seed-003-vae-d16")`; `where`
+    configuration, e.g. `recorded_runs("source_check_runs", run="ablation-vae-d16")`; `where`
     keeps the rows whose columns equal the values given. The table is empty, and the reason
     printed, outside a vaekit checkout (a notebook copied to Colab), where the file is missing,
     and in a quick or shortened run, whose own numbers are not comparable with full-length ones.
     """
-    table = check_name("table", table, example="seed_check_runs")
+    table = check_name("table", table, example="source_check_runs")
     if table.endswith(".csv"):
         raise ValueError(f"`table` is the table's name without .csv, e.g. {table[:-4]!r}, got {table!r}.")
     if _run_mode() != "full":

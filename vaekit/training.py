@@ -207,9 +207,7 @@ def _fit_in_folder(model, x, y, run_dir, epochs: int, config, fit_kwargs: dict) 
         checkpoint = RunCheckpoint(run_dir, lock=lock)
         done = checkpoint.restore(model)
         if not done and (history := runs.load_finished_run(model, run_dir, trains)) is not None:
-            checkpoint.rows = pd.read_csv(history).drop(columns="epoch").to_dict("records")
-            if history != checkpoint.history_csv:  # fetched: the folder gets its own history.csv
-                checkpoint._write_history_csv()
+            checkpoint.adopt_history(history)
             done = epochs
         if done > epochs:
             raise ValueError(f"{run_dir} holds a run trained for {done} epochs, more than epochs={epochs}; "
@@ -326,6 +324,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         """Every finished epoch's numbers, as `fit(...).history` gives them."""
         names = list(dict.fromkeys(name for row in self.rows for name in row))
         return {name: [row.get(name, math.nan) for row in self.rows] for name in names}
+
+    def adopt_history(self, history: Path) -> None:
+        """Take the epochs of a finished run kept without its checkpoint from its `history.csv`."""
+        self.rows = pd.read_csv(history).drop(columns="epoch").to_dict("records")
+        if history != self.history_csv:  # fetched: the folder gets its own history.csv
+            self._write_history_csv()
 
     def _write_history_csv(self) -> None:
         frame = pd.DataFrame(self.rows)

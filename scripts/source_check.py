@@ -4,30 +4,29 @@ Notebooks 05 and 06 sweep whole grids, hours on a CPU. This script trains only t
 runs a source gives a number for, each at the source's length (or ours where it
 gives none), and writes one table with the source's figure beside ours:
 
-    seed-003-ae       the ablation study's baseline AE, d = 2        25 epochs   test BCE 0.1855 per pixel
-    seed-003-vae-d16  the ablation study's VAE d = 16, Dense(128)    25 epochs   test reconstruction ≈ 75 nats
-    seed-004-mnist    the CNN-VAE report's VAE d = 2, MNIST          20 epochs*  test total 132.39 nats
-    seed-004-fashion  the CNN-VAE report's VAE d = 2, Fashion-MNIST  20 epochs*  test total 254.21 nats
+    ablation-ae       the ablation study's baseline AE, d = 2        25 epochs   test BCE 0.1855 per pixel
+    ablation-vae-d16  the ablation study's VAE d = 16, Dense(128)    25 epochs   test reconstruction ≈ 75 nats
+    cnn-vae-mnist     the CNN-VAE report's VAE d = 2, MNIST          20 epochs*  test total 132.39 nats
+    cnn-vae-fashion   the CNN-VAE report's VAE d = 2, Fashion-MNIST  20 epochs*  test total 254.21 nats
 
-    * the CNN-VAE report gives no epoch count; 20 is our choice (the keras.io example's
-      count for the same kind of model), as in notebook 06. The table's `epochs_source`
-      column says which. The run names (first column) are kept as the committed run
-      folders and table name them.
+    * the CNN-VAE report gives no epoch count; 20 is our choice, as in notebook 06 (the
+      AE-vs-VAE report's count for the same kind of model, which notebook 03 trains). The
+      table's `epochs_source` column says which.
 
 One training run says little about a difference of a nat or two: `--repeats 3` trains
 each configuration with three seeds (its own seed, then the next two) and the table
 gives their mean and range. Two tables are written, and rewritten after every run so
-a run cut short keeps what finished: `figures/seed_check_runs.csv` (and `.md`), one
-row per configuration and seed, and `figures/seed_check.csv` (and `.md`), one row per
+a run cut short keeps what finished: `figures/source_check_runs.csv` (and `.md`), one
+row per configuration and seed, and `figures/source_check.csv` (and `.md`), one row per
 configuration with the mean and range over its seeds. Rows of configurations and seeds
 not trained in this call are kept from the previous table. Each run trains through
-`training.fit_resumable` in `runs/seed_check_<run>_seed<seed>/`, whose `history.csv`
+`training.fit_resumable` in `runs/source_check_<run>_seed<seed>/`, whose `history.csv`
 and `config.json` are the run's log. Usage:
 
-    python scripts/seed_check.py                       # all four, about 90 min on 2 CPU cores
-    python scripts/seed_check.py --runs seed-003-ae    # one of them
-    python scripts/seed_check.py --runs seed-003-ae seed-003-vae-d16 --repeats 3   # three seeds each
-    VAEKIT_QUICK=1 python scripts/seed_check.py        # 512 images, 1 epoch: a smoke test
+    python scripts/source_check.py                     # all four, about 90 min on 2 CPU cores
+    python scripts/source_check.py --runs ablation-ae  # one of them
+    python scripts/source_check.py --runs ablation-ae ablation-vae-d16 --repeats 3   # three seeds each
+    VAEKIT_QUICK=1 python scripts/source_check.py      # 512 images, 1 epoch: a smoke test
 """
 
 from __future__ import annotations
@@ -46,18 +45,18 @@ from vaekit import data, evaluate, experiments, training
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 
-OUR_EPOCHS = "ours: seed-004 gives none"
+OUR_EPOCHS = "ours: the CNN-VAE report gives none"
 
-# name -> what to train and the seed's figure to compare with
+# name -> what to train and the source's figure to compare with
 RUNS = {
-    "seed-003-ae": dict(dataset="MNIST", model="AE", latent_dim=2, hidden_units=128, epochs=25, epochs_source="seed-003",
-                        seed=42, metric="bce_per_pixel", seed_value=0.1855),
-    "seed-003-vae-d16": dict(dataset="MNIST", model="VAE", latent_dim=16, hidden_units=128, epochs=25,
-                             epochs_source="seed-003", seed=42, metric="recon_nats", seed_value=75.0),
-    "seed-004-mnist": dict(dataset="MNIST", model="VAE", latent_dim=2, hidden_units=512, epochs=20,
-                           epochs_source=OUR_EPOCHS, seed=0, metric="neg_elbo_nats", seed_value=132.39),
-    "seed-004-fashion": dict(dataset="Fashion-MNIST", model="VAE", latent_dim=2, hidden_units=512, epochs=20,
-                             epochs_source=OUR_EPOCHS, seed=0, metric="neg_elbo_nats", seed_value=254.21),
+    "ablation-ae": dict(dataset="MNIST", model="AE", latent_dim=2, hidden_units=128, epochs=25,
+                        epochs_source="the ablation study", seed=42, metric="bce_per_pixel", source_value=0.1855),
+    "ablation-vae-d16": dict(dataset="MNIST", model="VAE", latent_dim=16, hidden_units=128, epochs=25,
+                             epochs_source="the ablation study", seed=42, metric="recon_nats", source_value=75.0),
+    "cnn-vae-mnist": dict(dataset="MNIST", model="VAE", latent_dim=2, hidden_units=512, epochs=20,
+                          epochs_source=OUR_EPOCHS, seed=0, metric="neg_elbo_nats", source_value=132.39),
+    "cnn-vae-fashion": dict(dataset="Fashion-MNIST", model="VAE", latent_dim=2, hidden_units=512, epochs=20,
+                            epochs_source=OUR_EPOCHS, seed=0, metric="neg_elbo_nats", source_value=254.21),
 }
 LOADERS = {"MNIST": data.load_mnist, "Fashion-MNIST": data.load_fashion_mnist}
 MEASURED = ["recon_nats", "kl_nats", "neg_elbo_nats", "bce_per_pixel"]
@@ -95,9 +94,9 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
                      "seeds": " ".join(str(int(seed)) for seed in group["seed"]), "n_seeds": len(group),
                      **{key: first[key] for key in ("epochs", "full_epochs", "epochs_source")},
                      **{key: group[key].mean() for key in MEASURED},
-                     "compared": first["compared"], "seed_value": first["seed_value"],
+                     "compared": first["compared"], "source_value": first["source_value"],
                      "ours": ours.mean(), "ours_min": ours.min(), "ours_max": ours.max(),
-                     "ours / seed": ours.mean() / first["seed_value"],
+                     "ours / source": ours.mean() / first["source_value"],
                      "train_minutes": group["train_minutes"].mean()})
     return pd.DataFrame(rows).set_index("run")
 
@@ -105,7 +104,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs (default: all)")
-    parser.add_argument("--seed", type=int, default=None, help="override every run's first seed (default: the seed's own)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="override every run's first random seed (default: the run's own)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="train each run with this many seeds: the first, then the next ones (default 1)")
     parser.add_argument("--runs-dir", type=Path, default=None,
@@ -118,7 +118,7 @@ def main(argv=None) -> pd.DataFrame:
     limit = 512 if quick else None
     runs_dir = args.runs_dir or (None if quick else experiments.project_root() / "runs")
     figures = experiments.output_dir("figures")
-    runs_path, table_path = figures / "seed_check_runs", figures / "seed_check"
+    runs_path, table_path = figures / "source_check_runs", figures / "source_check"
     experiments.describe_run(args.seed)
     planned = [(name, (RUNS[name]["seed"] if args.seed is None else args.seed) + repeat)
                for name in args.runs for repeat in range(args.repeats)]
@@ -137,7 +137,7 @@ def main(argv=None) -> pd.DataFrame:
         x_train, x_test = datasets[config["dataset"]]
         print(f"--- {name}: {config['model']} d={config['latent_dim']} on {config['dataset']}, {epochs} epochs, seed {seed}",
               flush=True)
-        run_dir = None if runs_dir is None else runs_dir / f"seed_check_{name}_seed{seed}"
+        run_dir = None if runs_dir is None else runs_dir / f"source_check_{name}_seed{seed}"
         run_config = {key: config[key] for key in ("dataset", "model", "latent_dim", "hidden_units")}
         run_config.update(seed=seed, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, train_images=len(x_train))
         keras.utils.set_random_seed(seed)
@@ -149,7 +149,8 @@ def main(argv=None) -> pd.DataFrame:
                      "latent_dim": config["latent_dim"], "hidden_units": config["hidden_units"], "seed": seed,
                      "epochs": epochs, "full_epochs": config["epochs"],
                      "epochs_source": config["epochs_source"], **measured, "compared": config["metric"],
-                     "seed_value": config["seed_value"], "ours": ours, "ours / seed": ours / config["seed_value"],
+                     "source_value": config["source_value"], "ours": ours,
+                     "ours / source": ours / config["source_value"],
                      "train_minutes": (time.perf_counter() - start) / 60,
                      "run_log": "" if run_dir is None else f"{runs_dir.name}/{run_dir.name}"})
         runs = pd.concat([frame for frame in (previous, pd.DataFrame(rows)) if frame is not None], ignore_index=True)
