@@ -1,25 +1,30 @@
-"""Train notebook 08's VAE at Burda et al.'s length, 3,280 epochs, resuming wherever it stopped.
+"""Train Burda et al.'s VAE at their length, 3,280 epochs, resuming wherever it stopped.
 
 The run takes hours on a CPU (3-5 s an epoch on one core of a 2-core machine), so it can
 go on in the background, over several sittings: its folder under `runs/` holds the last
 finished epoch in `checkpoint.npz` (weights and optimizer state) and `history.csv`, the
-log of every finished epoch (committed). Notebook 08 trains through the same folder, so
-a run finished here is only loaded there, and a run stopped in either goes on in the other.
+log of every finished epoch (committed). Notebook 08 trains the `paper` run through the same
+folder, built by the same functions (`vaekit.training.burda_learning_rate`,
+`vaekit.training.set_output_bias_to_mean`), so a run finished here is only loaded there, and a
+run stopped in either goes on in the other.
 
-    python scripts/burda_paper_length.py                     # notebook 08's settings
-    python scripts/burda_paper_length.py --settings paper    # Burda et al.'s own settings
+    python scripts/burda_paper_length.py                     # the relu run (`notebook`)
+    python scripts/burda_paper_length.py --settings paper    # Burda et al.'s own settings (notebook 08's run)
     python scripts/burda_paper_length.py --epochs 600        # stop after epoch 600 (extend later)
 
 Two sets of settings, each in its own run folder:
 
 * `notebook` (`runs/08_burda_vae_paper_length/`): 784-200-200-50 with ReLU, dynamically
-  binarised MNIST, batch 100, Adam 1e-3 (Keras' defaults otherwise), random seed 0.
+  binarised MNIST, batch 100, Adam 1e-3 (Keras' defaults otherwise), random seed 0: notebook 08's
+  earlier settings; the notebook now sets its committed records (`history.csv`,
+  `figures/08_log_likelihood.csv`) beside the `paper` run.
 * `paper` (`runs/08_burda_vae_paper_settings/`): Burda et al. (2016), section 5.1 and
   their published code: tanh units; Adam with beta_1 0.9, beta_2 0.999, epsilon 1e-4;
   batches of 20; 3^i passes at learning rate 0.001 * 10^(-i/7) for i = 0..7 (3,280
   epochs); the output layer's bias started at the logit of the training pixels' mean.
 
-A run's `config.json` must match its settings, so a changed setting is refused rather than resumed.
+A run's `config.json` and `run.json` must match its settings: a changed setting trains in a
+sibling folder of its own (`vaekit.training.fit_resumable`) rather than resuming this one.
 """
 
 from __future__ import annotations
@@ -47,19 +52,6 @@ SETTINGS = {
 }
 
 
-def paper_learning_rate(steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Burda et al.'s stages: 3^i epochs at 0.001 * 10^(-i/7), i = 0..7, as a schedule of the optimizer's steps.
-
-    It reads the optimizer's step count, which the run's checkpoint keeps, so a resumed
-    run carries on in the stage it stopped in.
-    """
-    stage_epochs = [3 ** i for i in range(8)]  # 1, 3, 9, ..., 2187: 3,280 in all
-    # Keras takes values[i + 1] once the step (counted from 0) passes boundaries[i]: each stage's last step.
-    boundaries = [steps_per_epoch * sum(stage_epochs[:i + 1]) - 1 for i in range(7)]
-    rates = [1e-3 * 10 ** (-i / 7) for i in range(8)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
-
-
 def build(settings: str, x_train: np.ndarray) -> tuple[vaekit.VAE, dict]:
     """The compiled VAE of `settings` and the run's config."""
     chosen = SETTINGS[settings]
@@ -70,11 +62,9 @@ def build(settings: str, x_train: np.ndarray) -> tuple[vaekit.VAE, dict]:
         vae.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3))
         return vae, config
     steps_per_epoch = math.ceil(len(x_train) / chosen["batch_size"])
-    vae.compile(optimizer=keras.optimizers.Adam(learning_rate=paper_learning_rate(steps_per_epoch), beta_1=0.9,
-                                                beta_2=0.999, epsilon=1e-4))
-    # The output layer (Dense then Reshape) starts at the data's mean image: sigmoid(bias) = mean pixel.
-    mean = np.clip(x_train.reshape(len(x_train), -1).mean(axis=0), 1e-4, 1 - 1e-4)
-    vae.decoder.layers[-2].bias.assign(np.log(mean / (1 - mean)).astype("float32"))
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate=training.burda_learning_rate(steps_per_epoch),
+                                                beta_1=0.9, beta_2=0.999, epsilon=1e-4))
+    training.set_output_bias_to_mean(vae, x_train)  # sigmoid(bias) = the training images' mean pixel
     config.update(activation="tanh", learning_rate="0.001 * 10^(-i/7) for 3^i epochs, i = 0..7",
                   adam=dict(beta_1=0.9, beta_2=0.999, epsilon=1e-4), output_bias="logit of the training mean")
     return vae, config
@@ -83,7 +73,7 @@ def build(settings: str, x_train: np.ndarray) -> tuple[vaekit.VAE, dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", choices=sorted(SETTINGS), default="notebook",
-                        help="notebook 08's settings (default) or Burda et al.'s own")
+                        help="the relu run, notebook 08's earlier settings (default), or Burda et al.'s own")
     parser.add_argument("--epochs", type=int, default=PAPER_EPOCHS,
                         help=f"train up to this epoch (default {PAPER_EPOCHS}, the paper's length)")
     parser.add_argument("--train-limit", type=int, default=None, help="training images (default: all 60,000)")

@@ -74,19 +74,6 @@ def test_fc_vae_takes_the_hidden_layers_activation_and_names_an_unknown_one():
         vaekit.fc_vae(activation="tanhh")
 
 
-def test_burdas_learning_rate_stages_are_three_to_the_i_epochs_at_a_seventh_decade_each(monkeypatch):
-    from tiny import load_script
-
-    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())  # the script's default must not leak out
-    schedule = load_script("scripts/burda_paper_length.py").paper_learning_rate(steps_per_epoch=10)
-    ends = np.cumsum([3 ** i for i in range(8)]) * 10  # the last step of each stage, + 1
-    assert ends[-1] == 32_800  # 3,280 epochs
-    for stage, end in enumerate(ends):
-        for step in (end - 1, end - 10 * 3 ** stage):  # the stage's last and first step
-            rate = float(keras.ops.convert_to_numpy(schedule(step)))
-            assert rate == pytest.approx(1e-3 * 10 ** (-stage / 7), rel=1e-5), (stage, step)
-
-
 @pytest.mark.parametrize("builder", [vaekit.conv_autoencoder, vaekit.fc_autoencoder,
                                      vaekit.fcn_autoencoder, vaekit.strided_conv_autoencoder])
 def test_autoencoder_output_has_input_shape_and_named_halves(builder):

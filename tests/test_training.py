@@ -143,3 +143,61 @@ def test_bad_model_or_data_is_refused_early():
         fit_on_device(compiled_vae(), x[:0])
     with pytest.raises(TypeError, match="`x`"):
         fit_on_device(compiled_vae(), [[0.0]])
+
+
+# --- Burda et al.'s settings, shared by notebook 08 and scripts/burda_paper_length.py -----------
+
+@pytest.mark.oldest_versions
+def test_burda_learning_rate_stages_are_three_to_the_i_epochs_at_a_seventh_decade_each():
+    schedule = vaekit.training.burda_learning_rate(steps_per_epoch=2)
+    ends = np.cumsum([3 ** i for i in range(8)]) * 2  # the last step of each stage, + 1
+    assert ends[-1] == 2 * 3280  # 3,280 epochs
+    for stage, end in enumerate(ends):
+        for step in (end - 2 * 3 ** stage, end - 1):  # the stage's first and last step
+            rate = float(keras.ops.convert_to_numpy(schedule(step)))
+            assert rate == pytest.approx(1e-3 * 10 ** (-stage / 7), rel=1e-5), (stage, step)
+    with pytest.raises(ValueError, match="`steps_per_epoch`"):
+        vaekit.training.burda_learning_rate(0)
+
+
+@pytest.mark.oldest_versions
+def test_set_output_bias_to_mean_makes_the_untrained_output_bias_the_clipped_mean_image():
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1)
+    x = np.random.default_rng(0).random((6, 4, 4, 1), dtype=np.float32)
+    x[:, 0, 0, 0], x[:, 3, 3, 0] = 0.0, 1.0  # a pixel never lit and one always lit: clipped to 1e-4 and 1 - 1e-4
+    vaekit.training.set_output_bias_to_mean(vae, x)
+    bias = keras.ops.convert_to_numpy(vae.decoder.layers[-2].bias)
+    expected = np.clip(x.reshape(6, -1).mean(axis=0), 1e-4, 1 - 1e-4)
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), expected, rtol=1e-4)
+
+
+@pytest.mark.oldest_versions
+def test_set_output_bias_to_mean_refuses_a_decoder_or_images_it_does_not_fit():
+    x = np.full((3, 8, 8, 1), 0.5, dtype=np.float32)
+    with pytest.raises(TypeError, match="`vae` must be a VAE with a `decoder`"):
+        vaekit.training.set_output_bias_to_mean("vae", x)
+    conv = vaekit.conv_vae(input_shape=(8, 8, 1), latent_dim=2, hidden_units=4, filters=(4, 4), seed=1)
+    with pytest.raises(ValueError, match="`vae`'s decoder must end in a Dense layer .* Conv2DTranspose"):
+        vaekit.training.set_output_bias_to_mean(conv, x)
+    vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8, seed=1)
+    with pytest.raises(ValueError, match="`x_train` must hold images of the decoder's output size, 16 pixels"):
+        vaekit.training.set_output_bias_to_mean(vae, x)
+    with pytest.raises(ValueError, match=r"`x_train` values must lie in \[0.0, 1.0\]"):
+        vaekit.training.set_output_bias_to_mean(vae, x[:, :4, :4] * 255)
+
+
+@pytest.mark.oldest_versions
+def test_burda_script_builds_its_paper_run_with_the_shared_schedule_and_bias(monkeypatch):
+    from tiny import load_script
+
+    monkeypatch.setenv("KERAS_BACKEND", keras.backend.backend())  # the script's default must not leak out
+    x = np.random.default_rng(0).random((40, 28, 28, 1), dtype=np.float32)  # batch 20: two steps an epoch
+    vae, config = load_script("scripts/burda_paper_length.py").build("paper", x)
+    assert config["activation"] == "tanh" and config["batch_size"] == 20 and config["train_images"] == 40
+    assert vae.optimizer.get_config()["learning_rate"]["config"] == (
+        keras.optimizers.schedules.serialize(vaekit.training.burda_learning_rate(2))["config"])
+    assert vae.optimizer.get_config()["epsilon"] == pytest.approx(1e-4)
+    reference = vaekit.fc_vae(latent_dim=50, hidden_units=(200, 200), seed=0, activation="tanh")
+    vaekit.training.set_output_bias_to_mean(reference, x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(vae.decoder.layers[-2].bias),
+                                  keras.ops.convert_to_numpy(reference.decoder.layers[-2].bias))

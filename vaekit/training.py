@@ -39,7 +39,7 @@ import pandas as pd
 from vaekit import _io, runs
 from vaekit._lock import RunFolderBusyError, RunLock  # noqa: F401  (raised from here)
 from vaekit.runs import DamagedRunFileError  # noqa: F401  (raised from here)
-from vaekit.vae import ChecksItsData, check_devices, check_positive_int
+from vaekit.vae import ChecksItsData, check_devices, check_images, check_positive_int
 
 
 def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
@@ -361,3 +361,48 @@ def _read_checkpoint(path: Path, previous: Path) -> tuple[dict, list, list, list
         raise runs.damaged(path, error, way_out) from error
     return record, weights, optimizer_values, seed_states
 
+
+# --- Burda et al. (2016)'s training settings, shared by notebook 08 and scripts/burda_paper_length.py ------
+
+def burda_learning_rate(steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Burda et al.'s stages: 3^i epochs at 0.001 * 10^(-i/7), i = 0..7, as a schedule of the optimizer's steps.
+
+    It reads the optimizer's step count, which the run's checkpoint keeps, so a resumed
+    run carries on in the stage it stopped in.
+
+        vae.compile(optimizer=keras.optimizers.Adam(training.burda_learning_rate(len(batches)), epsilon=1e-4))
+    """
+    steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+    stage_epochs = [3 ** i for i in range(8)]  # 1, 3, 9, ..., 2187: 3,280 in all
+    # Keras takes values[i + 1] once the step (counted from 0) passes boundaries[i]: each stage's last step.
+    boundaries = [steps_per_epoch * sum(stage_epochs[:i + 1]) - 1 for i in range(7)]
+    rates = [1e-3 * 10 ** (-i / 7) for i in range(8)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, rates)
+
+
+def set_output_bias_to_mean(vae: keras.Model, x_train) -> None:
+    """Start the decoder's output layer at the training images' mean: sigmoid(bias) = the mean of each pixel.
+
+    Burda et al.'s published code starts the Bernoulli decoder's output bias at the logit of
+    the training pixels' mean (clipped to [1e-4, 1 - 1e-4], so that a pixel never lit gets
+    a finite bias). `vae` is a `vaekit.fc_vae`, whose decoder ends in Dense(pixels, sigmoid)
+    then Reshape; a decoder that ends otherwise (`conv_vae`'s transposed convolution) is
+    refused, as are images of another size than the decoder's output or outside [0, 1].
+    """
+    decoder = getattr(vae, "decoder", None)
+    if not isinstance(vae, keras.Model) or not isinstance(decoder, keras.Model):
+        raise TypeError(f"`vae` must be a VAE with a `decoder` (e.g. `vaekit.fc_vae(...)`), got {type(vae).__name__}.")
+    layers = decoder.layers
+    output = layers[-2] if len(layers) >= 2 and isinstance(layers[-1], keras.layers.Reshape) else None
+    if not (isinstance(output, keras.layers.Dense) and output.use_bias
+            and output.activation is keras.activations.sigmoid):
+        found = " -> ".join(type(layer).__name__ for layer in layers[-2:])
+        raise ValueError(f"`vae`'s decoder must end in a Dense layer with a bias and a sigmoid, then a Reshape, as "
+                         f"`vaekit.fc_vae`'s does; {vae.name}'s decoder ends in {found}.")
+    x_train = check_images("x_train", x_train)
+    pixels = x_train.reshape(len(x_train), -1)
+    if pixels.shape[1] != output.units:
+        raise ValueError(f"`x_train` must hold images of the decoder's output size, {output.units} pixels, "
+                         f"got batch shape {x_train.shape}.")
+    mean = np.clip(pixels.mean(axis=0), 1e-4, 1 - 1e-4)
+    output.bias.assign(np.log(mean / (1 - mean)).astype("float32"))
