@@ -1,80 +1,78 @@
-"""The checks of `vaekit.vae`: the one image check, the label check and the argument checks."""
-
-import inspect
+"""The checks of `vaekit.guards`: the one image check, the label check and the argument checks."""
 
 import numpy as np
 import pytest
 
-from vaekit import cvae, vae
+from vaekit import cvae, guards
 
 
 def test_images_returns_numpy_and_accepts_integer_pixels_unless_training_needs_floats():
-    x = vae.check_images("x", [[[0, 1], [1, 0]]])
+    x = guards.check_images("x", [[[0, 1], [1, 0]]])
     assert isinstance(x, np.ndarray) and x.shape == (1, 2, 2)
     with pytest.raises(TypeError, match=r"dtype int64; the model trains on floats in \[0, 1\]"):
-        vae.check_images("x", np.ones((1, 2, 2), dtype=np.int64), floats_only=True)
+        guards.check_images("x", np.ones((1, 2, 2), dtype=np.int64), floats_only=True)
 
 
 def test_images_rejects_0_to_255_pixels_with_a_hint():
     with pytest.raises(ValueError, match="Divide 0-255 pixel values by 255"):
-        vae.check_images("x", np.full((2, 28, 28), 255, dtype=np.uint8))
+        guards.check_images("x", np.full((2, 28, 28), 255, dtype=np.uint8))
 
 
 def test_images_rejects_minus_one_to_one_images_with_a_hint():
     with pytest.raises(ValueError, match=r"Map \[-1, 1\] images to \[0, 1\]"):
-        vae.check_images("x", np.full((2, 4, 4), -0.5, dtype=np.float32))
+        guards.check_images("x", np.full((2, 4, 4), -0.5, dtype=np.float32))
 
 
 def test_images_rejects_nan_and_counts_it():
     x = np.zeros((2, 4, 4), dtype=np.float32)
     x[0, 1, 1] = np.nan
     with pytest.raises(ValueError, match=r"NaN or infinite values \(1 of 32\)"):
-        vae.check_images("x", x)
+        guards.check_images("x", x)
 
 
 @pytest.mark.parametrize("bad", [np.array([["a", "b"]]), np.zeros((2, 3, 3), dtype=bool), np.zeros((2, 3, 3), dtype=complex)])
 def test_images_rejects_non_real_dtypes(bad):
     with pytest.raises(TypeError, match="real numeric array"):
-        vae.check_images("x", bad)
+        guards.check_images("x", bad)
 
 
 def test_images_rejects_empty_batch():
     with pytest.raises(ValueError, match="non-empty batch"):
-        vae.check_images("x", np.zeros((0, 28, 28), dtype=np.float32))
+        guards.check_images("x", np.zeros((0, 28, 28), dtype=np.float32))
 
 
 def test_images_rejects_images_of_the_wrong_size_for_the_model():
     with pytest.raises(ValueError, match=r"`x` must hold images of shape \(28, 28, 1\), got batch shape \(2, 32, 32, 1\)"):
-        vae.check_images("x", np.zeros((2, 32, 32, 1), dtype=np.float32), shape=(28, 28, 1))
+        guards.check_images("x", np.zeros((2, 32, 32, 1), dtype=np.float32), shape=(28, 28, 1))
 
 
 def test_images_says_how_to_fix_a_missing_channel_axis_or_flat_vectors():
     with pytest.raises(ValueError, match=r"Add the channel axis with `x\[..., None\]`"):
-        vae.check_images("x", np.zeros((2, 28, 28), dtype=np.float32), shape=(28, 28, 1))
+        guards.check_images("x", np.zeros((2, 28, 28), dtype=np.float32), shape=(28, 28, 1))
     with pytest.raises(ValueError, match=r"Reshape with `x.reshape\(-1, 28, 28, 1\)`"):
-        vae.check_images("x", np.zeros((2, 784), dtype=np.float32), shape=(28, 28, 1))
+        guards.check_images("x", np.zeros((2, 784), dtype=np.float32), shape=(28, 28, 1))
 
 
 def test_images_names_the_argument_it_checks():
     with pytest.raises(ValueError, match="`originals` values must lie in"):
-        vae.check_images("originals", np.full((1, 2, 2), 3.0))
+        guards.check_images("originals", np.full((1, 2, 2), 3.0))
 
 
 def test_labels_reject_labels_not_matching_images():
     with pytest.raises(ValueError, match="3 labels but there are 2 images"):
-        vae.check_labels("y", [1, 2, 3], length=2)
+        guards.check_labels("y", [1, 2, 3], length=2)
 
 
 def test_labels_reject_fractional_labels_and_accept_whole_floats():
     with pytest.raises(TypeError, match="integer class labels"):
-        vae.check_labels("y", [1.5, 2.0], length=2)
-    assert vae.check_labels("y", [1.0, 2.0], length=2).tolist() == [1, 2]
+        guards.check_labels("y", [1.5, 2.0], length=2)
+    assert guards.check_labels("y", [1.0, 2.0], length=2).tolist() == [1, 2]
 
 
 def test_labels_accept_a_column_and_check_the_class_range():
-    assert vae.check_labels("y", np.array([[3], [4]]), length=2).tolist() == [3, 4]
+    assert guards.check_labels("y", np.array([[3], [4]]), length=2).tolist() == [3, 4]
     with pytest.raises(ValueError, match=r"`y` must lie in 0..9, got \[3, 10\]"):
-        vae.check_labels("y", [3, 10], length=2, num_classes=10)
+        guards.check_labels("y", [3, 10], length=2, num_classes=10)
 
 
 def test_image_label_pair_splits_a_tuple_or_a_dict_and_names_the_parts():

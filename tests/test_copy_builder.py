@@ -1,6 +1,6 @@
-"""Copying a builder into coursework: its source plus vae.py builds, checks and trains without vaekit.
+"""Copying a builder into coursework: its source below guards.py and vae.py builds, checks and trains without vaekit.
 
-For every builder, the test writes the file a student would write (`vaekit/vae.py`, then
+For every builder, the test writes the file a student would write (`vaekit/guards.py` and `vaekit/vae.py`, then
 the builder's `inspect.getsource`, then a few lines that build it small and train two
 steps) and runs it in a fresh Python where `import vaekit` fails.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,15 @@ import pytest
 import vaekit.models
 from tiny import ROOT, TINY_BUILDERS, tiny_images, tiny_model
 
-VAE_SOURCE = (ROOT / "vaekit" / "vae.py").read_text()
+
+
+def pasted(*files: str) -> str:
+    """vaekit's `files` as a student pastes them, below each other, without their `from vaekit` imports."""
+    return "\n\n".join(re.sub(r"^from vaekit[^(\n]*(\([^)]*\))?[^\n]*\n", "", (ROOT / "vaekit" / file).read_text(),
+                               flags=re.MULTILINE) for file in files)
+
+
+VAE_SOURCE = pasted("guards.py", "vae.py")
 
 # What the student's file does after the pasted code: build small, train two steps,
 # print the losses. VAEs train on x alone; autoencoders on (x, x).
@@ -125,7 +134,7 @@ def test_builder_code_below_its_docstring_never_mentions_vaekit():
 
 
 def run_pasted(tmp_path, name: str, lines: str) -> dict:
-    """Run vae.py, builder `name` and `lines` as one file without vaekit; the RUNNER's result."""
+    """Run guards.py, vae.py, builder `name` and `lines` as one file without vaekit; the RUNNER's result."""
     script = tmp_path / f"{name}_mistake.py"
     script.write_text("\n\n".join([VAE_SOURCE, inspect.getsource(getattr(vaekit.models, name)), lines]))
     completed = subprocess.run([sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path,
@@ -161,7 +170,7 @@ def test_copied_vae_refuses_a_decoder_whose_images_differ_from_the_encoders(tmp_
             in result["error"]), result["error"]
 
 
-# A model saved by vaekit, reloaded in a file of vae.py (and cvae.py) pasted without vaekit:
+# A model saved by vaekit, reloaded in a file of guards.py and vae.py (and cvae.py) pasted without vaekit:
 # the output compared, with no sampled z in it.
 SAVED_OUTPUTS = {
     "fc_vae": "model.decode(model(x)['z_mean'])",

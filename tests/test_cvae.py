@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -15,8 +14,8 @@ import pytest
 import vaekit
 from vaekit import cvae, data, evaluate
 from test_backends import BACKEND_MODULES
-from test_copy_builder import RUNNER, VAE_SOURCE
-from tiny import ROOT, tiny_images
+from test_copy_builder import RUNNER, VAE_SOURCE, pasted
+from tiny import tiny_images
 
 TINY = dict(num_classes=3, latent_dim=2, hidden_units=4, input_shape=(8, 8, 1), filters=(4, 4), seed=1)
 LABELS = np.array([0, 1, 2, 0, 1, 2])
@@ -171,9 +170,8 @@ def test_trains_saves_and_reloads_on_backend(backend, tmp_path, real_data_dir, r
     assert results["reload_max_difference"] == 0.0
 
 
-# vae.py and cvae.py pasted into one file, below each other, without cvae.py's import statement of vaekit.
-CVAE_SOURCE = re.sub(r"^from vaekit[^(\n]*(\([^)]*\))?[^\n]*\n", "", (ROOT / "vaekit" / "cvae.py").read_text(),
-                     flags=re.MULTILINE)
+# guards.py, vae.py and cvae.py pasted into one file, below each other, without their import statements of vaekit.
+CVAE_SOURCE = pasted("cvae.py")
 COPY_SCRIPT = """
 import json
 x = np.random.default_rng(0).random((6, 8, 8, 1)).astype("float32")

@@ -38,7 +38,7 @@ equal to an uninterrupted one-device run; two processes joined over 127.0.0.1 by
 `jax.distributed.initialize`, each with one CPU device and its half of every batch, train as one
 process does; the multi-device benchmark runs shrunk. And the other backends: under TensorFlow's
 `MirroredStrategy` a VAE's logged loss comes out times the replica count and every replica draws
-the same noise (why vaekit refuses it, where `vaekit.vae.check_devices` is in place), while the
+the same noise (why `vaekit.guards.check_devices` refuses it), while the
 autoencoder, with a Keras loss, trains as on one device; on PyTorch and TensorFlow a
 `keras.distribution` is ignored by Keras.
 """
@@ -49,7 +49,6 @@ import json
 import re
 import socket
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -370,8 +369,7 @@ TENSORFLOW = COMMON.replace("import jax, keras", "import keras") + textwrap.dede
     noise = [np.asarray(v) for v in mirrored.experimental_local_results(mirrored.run(draw, args=(zeros,)))]
     results["same_noise_on_both_replicas"] = bool(np.array_equal(noise[0], noise[1]))
 
-    # vaekit's refusals, where vae.py has `check_devices`.
-    results["check_devices"] = hasattr(vaekit.vae, "check_devices")
+    # vaekit's refusals (`guards.check_devices`).
     refusals = {}
     for case in ("mirrored", "keras_distribution"):
         try:
@@ -395,7 +393,6 @@ TORCH = COMMON.replace("import jax, keras", "import keras") + textwrap.dedent(""
     except Exception as error:
         results["data_parallel"] = f"{type(error).__name__}: {error}"
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=["cpu:0", "cpu:1"]))
-    results["check_devices"] = hasattr(vaekit.vae, "check_devices")
     try:
         model = build("fc_vae")
         model.fit(images("fc_vae", 16), batch_size=8, epochs=1, verbose=0)
@@ -428,8 +425,6 @@ def test_why_a_vae_is_refused_under_mirrored_strategy(tensorflow_results):
 
 
 def test_tensorflow_refuses_what_would_train_wrongly(tensorflow_results):
-    if not tensorflow_results["check_devices"]:
-        pytest.skip("vaekit/vae.py has no check_devices yet (the proposed block of issue 42)")
     refusals = tensorflow_results["refusals"]
     assert "MirroredStrategy" in refusals["mirrored"] and "2 times too large" in refusals["mirrored"]
     assert "JAX only" in refusals["keras_distribution"] and "tensorflow" in refusals["keras_distribution"]
@@ -442,7 +437,4 @@ def test_pytorch_refuses_a_keras_distribution(run_on_backend, environment):
     results = run_on_backend.results("torch", TORCH, env=environment)
     # Keras' own message on PyTorch: DataParallel() without devices fails with an AttributeError.
     assert results["data_parallel"] is not None and results["data_parallel"].startswith("AttributeError")
-    if not results["check_devices"]:
-        assert results["refusal"] is None  # Keras ignores the distribution and trains on one device
-        pytest.skip("vaekit/vae.py has no check_devices yet (the proposed block of issue 42)")
     assert "JAX only" in results["refusal"] and "torch" in results["refusal"] and "KERAS_BACKEND=jax" in results["refusal"]

@@ -328,14 +328,14 @@ def test_fit_resumable_refuses_an_autoencoders_bad_data_before_writing_anything(
 
 @pytest.mark.parametrize("run_in_folder", [False, True])
 def test_fit_resumable_checks_the_data_once_and_fit_alone_still_checks(tmp_path, monkeypatch, run_in_folder):
-    from vaekit import vae as vae_module
+    from vaekit import guards
 
     vae = vaekit.fc_vae(input_shape=(4, 4, 1), latent_dim=2, hidden_units=8)
     vae.compile(optimizer="adam")
     x, x_val = tiny_images((4, 4, 1), n=8), tiny_images((4, 4, 1), n=4, seed=1)
     checked = []
-    real_batches = vae_module.check_batches
-    monkeypatch.setattr(vae_module, "check_batches", lambda name, *args: checked.append(name) or real_batches(name, *args))
+    real_batches = guards.check_batches
+    monkeypatch.setattr(guards, "check_batches", lambda name, *args: checked.append(name) or real_batches(name, *args))
     training.fit_resumable(vae, x, run_dir=tmp_path / "run" if run_in_folder else None, epochs=1,
                            validation_data=(x_val,), verbose=0)
     assert checked == ["x", "validation_data[0]"]  # not again by fit, nor by the validation's evaluate

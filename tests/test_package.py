@@ -1,6 +1,8 @@
 """What `import vaekit` gives: its submodules, and builders that are the functions of their modules."""
 
+import ast
 import inspect
+import sys
 
 import keras
 import pytest
@@ -8,8 +10,8 @@ import pytest
 import vaekit
 from tiny import ROOT
 
-SUBMODULES = ["cvae", "data", "evaluate", "experiments", "explorer", "export", "models", "on_device", "plots",
-              "runs", "training", "vae"]
+SUBMODULES = ["cvae", "data", "evaluate", "experiments", "explorer", "export", "guards", "models", "on_device",
+              "plots", "runs", "training", "vae"]
 
 
 def test_import_vaekit_alone_reaches_every_submodule(run_on_backend):
@@ -48,3 +50,22 @@ def test_unknown_builder_argument_names_the_builder_and_the_argument():
 def test_checked_builder_passes_normalised_arguments():
     model = vaekit.fc_autoencoder(input_shape=[4, 4, 1], hidden_units=8, latent_dim=2)
     assert model.output_shape == (None, 4, 4, 1)
+
+
+# What a copy of a builder needs: each file may import from vaekit only the files pasted above it.
+PASTED_ABOVE = {"guards.py": set(), "vae.py": {"vaekit.guards"}, "models.py": {"vaekit.guards", "vaekit.vae"},
+                "cvae.py": {"vaekit.guards", "vaekit.vae"}}
+
+
+@pytest.mark.parametrize("file, allowed", sorted(PASTED_ABOVE.items()))
+def test_files_to_copy_import_only_keras_numpy_the_standard_library_and_each_other(file, allowed):
+    tree = ast.parse((ROOT / "vaekit" / file).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    third_party = {name for name in imported if name.split(".")[0] not in {*sys.stdlib_module_names, "__future__"}}
+    assert third_party - {"keras", "numpy"} == allowed, file
+
+
+def test_no_module_of_the_package_is_over_450_lines():
+    lengths = {path.name: len(path.read_text().splitlines()) for path in (ROOT / "vaekit").glob("*.py")}
+    assert max(lengths.values()) <= 450, {name: n for name, n in lengths.items() if n > 450}

@@ -19,7 +19,7 @@ from keras import ops
 
 from tiny import TINY_BUILDERS, tiny_images, tiny_model
 import vaekit
-from vaekit.vae import NonFiniteLossError, StopOnNonFiniteLoss
+from vaekit.guards import NonFiniteLossError, StopOnNonFiniteLoss
 from vaekit.vae import VAE, Sampling, kl_divergence
 
 ARGUMENT_NAMES = {"input_shape", "latent_dim", "hidden_units", "filters", "seed", "beta", "reconstruction"}
@@ -442,7 +442,7 @@ BACKEND_SCRIPT = textwrap.dedent("""
     import json
     import keras, numpy as np
     import vaekit
-    from vaekit.vae import NonFiniteLossError
+    from vaekit.guards import NonFiniteLossError
 
     x = np.random.default_rng(0).random((16, 4, 4, 1)).astype("float32")
     # "mse": torch's own binary cross-entropy raises on a NaN reconstruction instead of returning NaN.

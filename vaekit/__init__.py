@@ -3,11 +3,13 @@
 Where things are:
 
 * `vaekit.vae`: the file to copy: `Sampling`, the likelihoods, the KL, `VAE` (its loss
-  in `compute_loss`), `Autoencoder`, and the checks every model and builder runs.
-  It imports only Keras, NumPy and the standard library.
+  in `compute_loss`) and `Autoencoder`.
+* `vaekit.guards`: the checks every model and builder runs (data, arguments, devices)
+  and the stop at the first NaN loss; pasted above `vae.py` in a copy. The two import
+  only Keras, NumPy, the standard library and each other.
 * `vaekit.models`: one builder per architecture; `vaekit.conv_vae is vaekit.models.conv_vae`.
 * `vaekit.cvae`: the conditional VAE (`ConditionalVAE`, `conditional_conv_vae`,
-  `generate`), the file to copy with `vae.py`.
+  `generate`), the file to copy with `guards.py` and `vae.py`.
 * `vaekit.training`: `fit_resumable`, runs that survive a stop (one folder per run).
 * `vaekit.runs`: which folder holds a run, and whether it is a finished run (shipped or fetched).
 * `vaekit.on_device`: `fit_on_device`, one compiled program per epoch on JAX.
@@ -18,7 +20,8 @@ All are imported with the package: `import vaekit` then `vaekit.data.load_mnist(
 The encoder of every model is `model.get_layer("encoder")` (VAEs also have `.encoder`).
 """
 
-from vaekit import cvae, data, evaluate, experiments, explorer, export, models, on_device, plots, runs, training, vae
+from vaekit import (cvae, data, evaluate, experiments, explorer, export, guards, models, on_device, plots, runs, training,
+                    vae)
 from vaekit.cvae import ConditionalVAE, conditional_conv_vae
 from vaekit.models import (conv_autoencoder, conv_vae, deterministic_autoencoder, fc_autoencoder, fc_vae,
                            fcn_autoencoder, strided_conv_autoencoder)
@@ -44,6 +47,7 @@ __all__ = [
     "fc_autoencoder",
     "fc_vae",
     "fcn_autoencoder",
+    "guards",
     "kl_divergence",
     "models",
     "on_device",

@@ -18,9 +18,8 @@ import keras
 import numpy as np
 
 from vaekit import _io
-from vaekit.vae import VAE, check_images, check_positive_int
-
-
+from vaekit.guards import check_images, check_positive_int
+from vaekit.vae import VAE
 def check_output_path(name: str, path, optional: bool = False, example: str = "name.png") -> Path | None:
     """A file to write, as a `Path`: a non-empty str or os.PathLike that is not an existing folder.
 

@@ -13,9 +13,10 @@ to hold what the label does not: slant, stroke width, style. Then
 
 Train it with `model.fit(x=(images, labels))` (or `x={"images": ..., "labels": ...}`),
 labels being integer classes 0..num_classes - 1. The file imports only Keras, NumPy, the
-standard library and `vae.py`: to use it without vaekit, copy `vae.py` and this file
-(below `vae.py`'s code, drop the `from vaekit.vae import (...)` statement). Its `fit`, `evaluate`
-and `predict` check the images as `VAE`'s do and the labels with `check_labels`.
+standard library, `guards.py` and `vae.py`: to use it without vaekit, paste `guards.py`,
+`vae.py` and this file below each other, without their `from vaekit... import` statements.
+Its `fit`, `evaluate` and `predict` check the images as `VAE`'s do and the labels with
+`check_labels`.
 """
 
 import numbers
@@ -24,8 +25,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from vaekit.vae import (PIXEL_RANGE, VAE, Sampling, check_batches, check_image_shape, check_labels,
-                        check_positive_int, check_positive_ints, check_seed, is_functional)
+from vaekit.guards import (PIXEL_RANGE, check_batches, check_image_shape, check_labels, check_positive_int,
+                           check_positive_ints, check_seed)
+from vaekit.vae import VAE, Sampling, is_functional
 
 
 @keras.saving.register_keras_serializable(package="vaekit")

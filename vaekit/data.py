@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from vaekit._checks import check_file_path, check_optional_count, check_switch
-from vaekit.vae import check_images, check_labels, check_positive_int, check_seed
+from vaekit.guards import check_images, check_labels, check_positive_int, check_seed
 
 DATA_DIR_VARIABLE = "VAEKIT_DATA_DIR"
 DEBIAN_DIR = Path("/usr/share/datasets")

@@ -24,8 +24,8 @@ from keras import ops
 
 from vaekit._checks import check_switch
 from vaekit.cvae import ConditionalVAE, image_label_pair
-from vaekit.vae import (LOG_VAR_MAX, LOG_VAR_MIN, PIXEL_RANGE, VAE, Sampling, check_images, check_labels,
-                        check_non_negative, check_positive_int, check_seed, kl_divergence, log_normal_diag)
+from vaekit.guards import PIXEL_RANGE, check_images, check_labels, check_non_negative, check_positive_int, check_seed
+from vaekit.vae import LOG_VAR_MAX, LOG_VAR_MIN, VAE, Sampling, kl_divergence, log_normal_diag
 
 
 def warn_if_not_a_likelihood(kind: str, x: np.ndarray, stacklevel: int = 3) -> bool:

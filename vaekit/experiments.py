@@ -22,7 +22,7 @@ import pandas as pd
 
 from vaekit import _io
 from vaekit._checks import check_name, check_output_path
-from vaekit.vae import check_positive_int, check_seed
+from vaekit.guards import check_positive_int, check_seed
 
 QUICK_VARIABLE = "VAEKIT_QUICK"
 EPOCHS_VARIABLE = "VAEKIT_EPOCHS"

@@ -21,7 +21,7 @@ import numpy as np
 
 from vaekit import cvae, experiments, plots
 from vaekit._checks import check_output_path, check_positive_number, check_switch, check_values
-from vaekit.vae import check_positive_int
+from vaekit.guards import check_positive_int
 
 DEFAULT_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 # A flag to draw static figures even in a live notebook (e.g. when exporting it to HTML).

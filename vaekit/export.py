@@ -13,7 +13,7 @@ import pandas as pd
 
 from vaekit import _io
 from vaekit._checks import check_file_path, check_output_path
-from vaekit.vae import check_images, check_positive_int
+from vaekit.guards import check_images, check_positive_int
 
 
 def prediction_columns(num_pixels: int) -> list[str]:

@@ -12,16 +12,16 @@ x -> (z_mean, z_log_var, z)) and its decoder `model.get_layer("decoder")`; a VAE
 has them as `vae.encoder` and `vae.decoder`.
 
 **Copying a builder.** `vaekit.conv_vae` is `vaekit.models.conv_vae`: paste
-`vaekit/vae.py` and one builder into a file of your own (without the `from vaekit.vae
-import` line below) and it builds, checks and trains exactly as in vaekit.
+`vaekit/guards.py`, `vaekit/vae.py` and one builder into a file of your own (without
+their `from vaekit... import` lines) and it builds, checks and trains exactly as in vaekit.
 """
 
 from __future__ import annotations
 
 import keras
 
-from vaekit.vae import (VAE, Autoencoder, Sampling, check_image_shape, check_positive_int, check_positive_ints,
-                        check_seed, is_functional)
+from vaekit.guards import check_image_shape, check_positive_int, check_positive_ints, check_seed
+from vaekit.vae import VAE, Autoencoder, Sampling, is_functional
 
 
 def conv_autoencoder(input_shape=(28, 28, 1), filters: int = 32) -> Autoencoder:

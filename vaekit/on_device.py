@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from vaekit.vae import ChecksItsData, check_positive_int, check_seed
+from vaekit.guards import ChecksItsData, check_positive_int, check_seed
 
 # model -> {(optimizer, data shapes, batch size, shuffle): compiled epoch}, so that calling
 # fit_on_device again (one epoch at a time, say) does not compile again.

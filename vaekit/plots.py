@@ -1,11 +1,10 @@
 """Figures for autoencoders and VAEs (matplotlib).
 
 Every function returns its `Figure` and, given `path`, also saves it as a PNG
-(`save_figure`, which any figure of your own can use too). Images may be (n, h, w), (n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour
-images in [-1, 1] are shown by passing `value_range=(-1, 1)`.
-
-Every function checks its arguments before it decodes or draws anything (sizes, extents,
-value ranges, paths...; the checks are in `vaekit._checks`): a wrong one raises a
+(`save_figure`, which any figure of your own can use too). Images may be (n, h, w),
+(n, h, w, 1), (n, h, w, 3) or flat (n, 784); colour images in [-1, 1] are shown by
+passing `value_range=(-1, 1)`. Every function checks its arguments before it decodes or
+draws anything (`vaekit._checks`): a wrong size, extent, value range or path raises a
 TypeError or ValueError naming it, what was given and what is allowed.
 """
 
@@ -27,7 +26,8 @@ from vaekit._checks import (check_batch_list, check_code_array, check_codes, che
                             check_images_to_draw, check_names, check_one_code, check_optional_count,
                             check_output_path, check_panels, check_positive_number, check_recorded, check_roc_panels,
                             check_size, check_switch, check_value_range, check_values, float32_array)
-from vaekit.vae import VAE, check_labels, check_positive_int, check_seed
+from vaekit.guards import check_labels, check_positive_int, check_seed
+from vaekit.vae import VAE
 
 
 def show_images(rows: Sequence, row_titles: Sequence[str] | None = None, title: str | None = None,

@@ -19,7 +19,7 @@ folder needs is here:
   stopped taking writes mid-run is taken back by the same process once it is writable again.
 
 Where a notebook's run folders go is `vaekit.experiments.run_dir`'s business. The NaN stop
-(`vaekit.vae.StopOnNonFiniteLoss`) is part of `VAE.fit`, so it guards these runs too.
+(`vaekit.guards.StopOnNonFiniteLoss`) is part of `VAE.fit`, so it guards these runs too.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import pandas as pd
 from vaekit import _io, runs
 from vaekit._lock import RunFolderBusyError, RunLock  # noqa: F401  (raised from here)
 from vaekit.runs import DamagedRunFileError  # noqa: F401  (raised from here)
-from vaekit.vae import ChecksItsData, check_devices, check_images, check_positive_int
+from vaekit.guards import ChecksItsData, check_devices, check_images, check_positive_int
 
 
 def fit_resumable(model: keras.Model, x, y=None, *, run_dir: str | os.PathLike | None, epochs: int,
