@@ -1,7 +1,7 @@
 """The argument checks of vaekit's notebook helpers (plots, explorer, experiments, export, data, evaluate).
 
 Each names the argument, what it got and what it takes, and runs before anything is computed,
-drawn or saved; the counts, batch sizes and seeds use vaekit.vae's `check_positive_int` and
+drawn or saved; the counts, batch sizes and seeds use `vaekit.guards.check_positive_int` and
 `check_seed`, the images its `check_images`. The general ones (paths, names, numbers, switches,
 sizes, ranges, lists of names, panels) come first, then those of the plots' own arguments.
 """
@@ -20,6 +20,8 @@ import numpy as np
 from vaekit import _io
 from vaekit.guards import check_images, check_positive_int
 from vaekit.vae import VAE
+
+
 def check_output_path(name: str, path, optional: bool = False, example: str = "name.png") -> Path | None:
     """A file to write, as a `Path`: a non-empty str or os.PathLike that is not an existing folder.
 
