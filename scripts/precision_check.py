@@ -27,6 +27,7 @@ resumes. Usage:
     python scripts/precision_check.py                            # both, mixed_bfloat16 (45 epochs)
     python scripts/precision_check.py --runs 05_VAE_d16 --seeds 42 43
     python scripts/precision_check.py --quick                    # 512 images, 1 epoch: a smoke test
+    python scripts/precision_check.py --runs                     # train nothing: reread the float32 rows
 """
 
 from __future__ import annotations
@@ -150,7 +151,9 @@ def train_and_measure(name: str, policy: str, seed: int, x_train, x_test, epochs
 
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs (default: both)")
+    parser.add_argument("--runs", nargs="*", choices=list(RUNS), default=list(RUNS),
+                        help="which runs (default: both); none (`--runs` alone) trains nothing and rewrites the "
+                             "tables with the committed float32 rows reread")
     parser.add_argument("--policy", choices=POLICIES, default="mixed_bfloat16",
                         help="the mixed-precision policy (default mixed_bfloat16); float32 trains more float32 "
                              "runs with --seeds")
@@ -183,13 +186,8 @@ def main(argv=None) -> pd.DataFrame:
                              for run, precision, seed in zip(previous["run"], previous["precision"], previous["seed"])]]
     reference = float32_rows(_checkout_root())
     rows = []
-    for name, seed in planned:
-        epochs = experiments.epochs(RUNS[name]["epochs"])
-        run_dir = None if runs_dir is None else runs_dir / f"precision_{name}_{args.policy}_seed{seed}"
-        print(f"--- {name}, {args.policy}, seed {seed}, {epochs} epochs", flush=True)
-        measured = train_and_measure(name, args.policy, seed, x_train, x_test, epochs, run_dir)
-        rows.append({"run": name, "precision": args.policy, "seed": seed, "epochs": epochs, **measured,
-                     "source": "this script" + ("" if run_dir is None else f" ({runs_dir.name}/{run_dir.name})")})
+
+    def save_tables() -> pd.DataFrame:
         table = pd.concat([frame for frame in (reference, previous, pd.DataFrame(rows)) if frame is not None],
                           ignore_index=True)[COLUMNS]
         order = {name: index for index, name in enumerate(RUNS)}
@@ -198,6 +196,17 @@ def main(argv=None) -> pd.DataFrame:
         experiments.save_table(table.set_index("run"), table_path)
         summary = experiments.save_table(summarise(table).set_index("run"), table_path.with_name("precision_check_summary"))
         print(summary.to_string(), flush=True)
+        return table
+
+    table = save_tables() if not planned else None
+    for name, seed in planned:
+        epochs = experiments.epochs(RUNS[name]["epochs"])
+        run_dir = None if runs_dir is None else runs_dir / f"precision_{name}_{args.policy}_seed{seed}"
+        print(f"--- {name}, {args.policy}, seed {seed}, {epochs} epochs", flush=True)
+        measured = train_and_measure(name, args.policy, seed, x_train, x_test, epochs, run_dir)
+        rows.append({"run": name, "precision": args.policy, "seed": seed, "epochs": epochs, **measured,
+                     "source": "this script" + ("" if run_dir is None else f" ({runs_dir.name}/{run_dir.name})")})
+        table = save_tables()
     print(f"wrote {table_path}.csv, {table_path.with_name('precision_check_summary')}.csv and their .md")
     return table.set_index("run")
 

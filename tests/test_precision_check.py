@@ -42,3 +42,21 @@ def test_quick_run_tables_the_mixed_run_beside_the_committed_float32_runs(precis
     assert list(zip(summary["run"], summary["precision"], summary["runs"])) == [  # both float32 references, always
         ("03_conv_vae", "float32", 1), ("05_VAE_d16", "float32", 7), ("05_VAE_d16", "mixed_bfloat16", 1)]
     assert "mixed_bfloat16" in (figures / "precision_check.md").read_text()
+
+
+def test_runs_alone_trains_nothing_and_rereads_the_committed_float32_rows(precision_check, real_data_dir, monkeypatch):
+    monkeypatch.setenv("VAEKIT_QUICK", "1")
+    from vaekit import experiments
+
+    figures = experiments.output_dir("figures")
+    for stale in figures.glob("precision_check*"):
+        stale.unlink()
+    precision_check.main(["--quick", "--runs", "05_VAE_d16"])
+    # A float32 row of a previous table that the committed tables no longer give is replaced on rereading.
+    kept = pd.read_csv(figures / "precision_check.csv")
+    stale = kept.assign(recon_nats=np.where(kept["source"].str.startswith("this script"), kept["recon_nats"], -1.0))
+    stale.to_csv(figures / "precision_check.csv", index=False)
+    monkeypatch.setattr(precision_check, "train_and_measure", lambda *args: pytest.fail("--runs alone trained"))
+    table = precision_check.main(["--quick", "--runs"]).reset_index()
+    assert (table["recon_nats"] > 0).all()
+    pd.testing.assert_frame_equal(table, kept[table.columns])
